@@ -1,0 +1,189 @@
+//! The proxy-wasm glue: reads what the core needs from Envoy, applies the
+//! decision. Everything that can be decided without the host lives in the core.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
+
+use crate::config::Config;
+use crate::decide::{decide, Decision};
+use crate::rng::Xoshiro256pp;
+
+// `_initialize` is the module's entry point; it has to be exported unmangled.
+#[allow(unsafe_code)]
+mod entry {
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(super::Root::default())
+        });
+    }}
+}
+
+type SharedRng = Rc<RefCell<Xoshiro256pp>>;
+
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<Config>>,
+    rng: Option<SharedRng>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        let fallback = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let (rng, from_entropy) = Xoshiro256pp::from_entropy_or(fallback);
+        if !from_entropy {
+            log::warn!("sticky-split: the host gave no entropy; seeding pool choice from the clock");
+        }
+        self.rng = Some(Rc::new(RefCell::new(rng)));
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match Config::from_json(&bytes) {
+            Ok(config) => {
+                log::info!(
+                    "sticky-split: configured {} pools ({}), cookie {:?}, route header {:?}",
+                    config.pools.len(),
+                    config
+                        .pools
+                        .iter()
+                        .map(|p| format!("{}={}", p.name, p.weight))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    config.cookie.name,
+                    config.route_header
+                );
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(e) => {
+                log::error!("sticky-split: configuration refused: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            config: self.config.clone(),
+            rng: self.rng.clone(),
+            set_cookie: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Request {
+    config: Option<Rc<Config>>,
+    rng: Option<SharedRng>,
+    /// The Set-Cookie value to append to the response, when (re)assigned.
+    set_cookie: Option<String>,
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Some(config), Some(rng)) = (self.config.clone(), self.rng.clone()) else {
+            return Action::Continue;
+        };
+        // One host call for the whole map: Envoy's single-value getter returns
+        // only the first Cookie header, and a request may carry several.
+        let headers = self.get_http_request_headers_bytes();
+        let mut https = false;
+        let mut forged_route = false;
+        let mut forged_cluster = false;
+        for (name, value) in &headers {
+            if name == ":scheme" {
+                https = value.eq_ignore_ascii_case(b"https");
+            } else if *name == config.route_header {
+                forged_route = true;
+            } else if config.cluster_header.as_deref() == Some(name.as_str()) {
+                forged_cluster = true;
+            }
+        }
+        let cookies = headers
+            .iter()
+            .filter(|(name, _)| name == "cookie")
+            .map(|(_, value)| value.as_slice());
+        let decision = match rng.try_borrow_mut() {
+            Ok(mut rng) => decide(&config, cookies, &mut *rng),
+            // Not reachable in a single-threaded VM; still, never panic.
+            Err(_) => decide(&config, cookies, &mut Xoshiro256pp::from_entropy_or(0).0),
+        };
+        self.apply(&config, decision, forged_route, forged_cluster, https);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(cookie) = self.set_cookie.take() {
+            // Appended: the application's own Set-Cookie headers stay as they are.
+            self.add_http_response_header("set-cookie", &cookie);
+        }
+        Action::Continue
+    }
+}
+
+impl Request {
+    fn apply(
+        &mut self,
+        config: &Config,
+        decision: Decision,
+        forged_route: bool,
+        forged_cluster: bool,
+        https: bool,
+    ) {
+        let Some(pool) = config.pool(decision.pool) else {
+            return;
+        };
+        // A client must not choose its pool by sending these headers: drop
+        // every copy it sent, then set ours.
+        if forged_route {
+            self.remove_http_request_header(&config.route_header);
+        }
+        self.add_http_request_header(&config.route_header, &pool.name);
+        if let Some(cluster_header) = &config.cluster_header {
+            if forged_cluster {
+                self.remove_http_request_header(cluster_header);
+            }
+            self.add_http_request_header(cluster_header, &pool.cluster);
+        }
+        clear_route_cache();
+        if decision.set_cookie {
+            self.set_cookie = Some(config.set_cookie_header(&pool.name, https));
+        }
+    }
+}
+
+/// Makes Envoy match the route again now that the routing headers are set.
+///
+/// Envoy picks the route before the filter chain runs. Older Envoys dropped
+/// that choice whenever a Proxy-Wasm 0.2.x filter changed request headers;
+/// newer ones (envoyproxy/envoy#36671) keep it unless the filter calls the
+/// `clear_route_cache` foreign function. Calling it is right on both: an
+/// Envoy without it answers NotFound and re-routes on its own.
+fn clear_route_cache() {
+    match hostcalls::call_foreign_function("clear_route_cache", None) {
+        Ok(_) | Err(Status::NotFound) => {}
+        Err(status) => {
+            let _ = hostcalls::log(
+                LogLevel::Warn,
+                &format!("sticky-split: clear_route_cache failed: {status:?}"),
+            );
+        }
+    }
+}

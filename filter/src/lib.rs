@@ -1,0 +1,19 @@
+//! sticky-split: a proxy-wasm HTTP filter that splits traffic between backend
+//! pools by weight and keeps each user on their pool with a cookie.
+//!
+//! The core (config, cookies, pool choice, the decision) is plain Rust with no
+//! host calls, tested natively. `filter` is the thin proxy-wasm glue, built
+//! only for wasm32.
+
+pub mod config;
+pub mod cookie;
+pub mod decide;
+pub mod pick;
+pub mod rng;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+
+#[cfg(test)]
+mod tests;

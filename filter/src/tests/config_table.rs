@@ -1,0 +1,232 @@
+//! Config validation, one named row per case: every refusal names its field.
+
+use crate::config::{Config, SameSite, Secure};
+
+const POOLS: &str = r#""pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}]"#;
+
+fn with(extra: &str) -> String {
+    if extra.is_empty() {
+        format!("{{{POOLS}}}")
+    } else {
+        format!("{{{POOLS}, {extra}}}")
+    }
+}
+
+#[test]
+fn refusals_name_the_field() {
+    // (case, config, field, words the reason must contain)
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        ("empty", String::new(), "configuration", "empty"),
+        ("whitespace only", " \n\t".into(), "configuration", "empty"),
+        ("not json", "{".into(), "configuration", "EOF"),
+        ("not an object", "[1, 2]".into(), "configuration", "must be a JSON object"),
+        ("a string", "\"pools\"".into(), "configuration", "must be a JSON object"),
+        (
+            "pool as an array",
+            r#"{"pools": [{"name": "a", "weight": 1}, ["b", 1]]}"#.into(),
+            "pools[1]",
+            "must be a JSON object",
+        ),
+        ("cookie as an array", with(r#""cookie": ["s"]"#), "cookie", "must be a JSON object"),
+        ("pools as an object", r#"{"pools": {"name": "a"}}"#.into(), "pools", "expected a sequence"),
+        ("trailing garbage", format!("{} x", with("")), "configuration", "trailing"),
+        ("missing pools", "{}".into(), "pools", "missing field"),
+        ("no pools", r#"{"pools": []}"#.into(), "pools", "at least one"),
+        ("unknown top-level field", with(r#""colour": "blue""#), "colour", "unknown field"),
+        ("misspelt field", with(r#""routeheader": "x""#), "routeheader", "unknown field"),
+        (
+            "unknown pool field",
+            r#"{"pools": [{"name": "a", "weight": 1, "wieght": 2}]}"#.into(),
+            "pools[0].wieght",
+            "unknown field",
+        ),
+        (
+            "missing weight",
+            r#"{"pools": [{"name": "a"}]}"#.into(),
+            "pools[0].weight",
+            "missing field",
+        ),
+        (
+            "negative weight",
+            r#"{"pools": [{"name": "a", "weight": 1}, {"name": "b", "weight": -1}]}"#.into(),
+            "pools[1].weight",
+            "-1",
+        ),
+        (
+            "fractional weight",
+            r#"{"pools": [{"name": "a", "weight": 80.5}]}"#.into(),
+            "pools[0].weight",
+            "80.5",
+        ),
+        (
+            "weight as string",
+            r#"{"pools": [{"name": "a", "weight": "80"}]}"#.into(),
+            "pools[0].weight",
+            "string",
+        ),
+        (
+            "weight too large",
+            r#"{"pools": [{"name": "a", "weight": 4294967296}]}"#.into(),
+            "pools[0].weight",
+            "4294967296",
+        ),
+        (
+            "zero total weight",
+            r#"{"pools": [{"name": "a", "weight": 0}, {"name": "b", "weight": 0}]}"#.into(),
+            "pools",
+            "total weight is 0",
+        ),
+        (
+            "duplicate name",
+            r#"{"pools": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}, {"name": "a", "weight": 1}]}"#.into(),
+            "pools[2].name",
+            "duplicate pool name \"a\" (also pools[0].name)",
+        ),
+        (
+            "name with a space",
+            r#"{"pools": [{"name": "pool 1", "weight": 1}]}"#.into(),
+            "pools[0].name",
+            "not a valid name",
+        ),
+        (
+            "name injecting a header",
+            r#"{"pools": [{"name": "p\r\nx-evil: 1", "weight": 1}]}"#.into(),
+            "pools[0].name",
+            "not a valid name",
+        ),
+        (
+            "name injecting a cookie attribute",
+            r#"{"pools": [{"name": "p; Domain=evil.com", "weight": 1}]}"#.into(),
+            "pools[0].name",
+            "not a valid name",
+        ),
+        (
+            "empty name",
+            r#"{"pools": [{"name": "", "weight": 1}]}"#.into(),
+            "pools[0].name",
+            "not a valid name",
+        ),
+        (
+            "name too long",
+            format!(r#"{{"pools": [{{"name": "{}", "weight": 1}}]}}"#, "a".repeat(65)),
+            "pools[0].name",
+            "not a valid name",
+        ),
+        (
+            "name not a string",
+            r#"{"pools": [{"name": 7, "weight": 1}]}"#.into(),
+            "pools[0].name",
+            "integer",
+        ),
+        (
+            "cluster with a space",
+            r#"{"pools": [{"name": "a", "weight": 1, "cluster": "my cluster"}]}"#.into(),
+            "pools[0].cluster",
+            "not a valid cluster name",
+        ),
+        ("cookie name", with(r#""cookie": {"name": "a=b"}"#), "cookie.name", "not a valid cookie name"),
+        ("cookie path", with(r#""cookie": {"path": "app"}"#), "cookie.path", "not a valid cookie path"),
+        ("cookie path with ;", with(r#""cookie": {"path": "/a;b"}"#), "cookie.path", "not a valid cookie path"),
+        ("cookie domain", with(r#""cookie": {"domain": "exa mple.com"}"#), "cookie.domain", "not a valid domain"),
+        ("cookie secure string", with(r#""cookie": {"secure": "yes"}"#), "cookie.secure", "\"auto\""),
+        ("cookie secure number", with(r#""cookie": {"secure": 1}"#), "cookie.secure", "\"auto\""),
+        ("cookie sameSite case", with(r#""cookie": {"sameSite": "lax"}"#), "cookie.sameSite", "unknown variant"),
+        (
+            "sameSite None without Secure",
+            with(r#""cookie": {"sameSite": "None", "secure": false}"#),
+            "cookie.sameSite",
+            "requires the Secure attribute",
+        ),
+        ("cookie maxAge negative", with(r#""cookie": {"maxAge": -5}"#), "cookie.maxAge", "-5"),
+        ("cookie httpOnly string", with(r#""cookie": {"httpOnly": "yes"}"#), "cookie.httpOnly", "string"),
+        ("cookie unknown field", with(r#""cookie": {"expires": 5}"#), "cookie.expires", "unknown field"),
+        ("routeHeader reserved", with(r#""routeHeader": "Cookie""#), "routeHeader", "reserved"),
+        ("routeHeader envoy's", with(r#""routeHeader": "x-envoy-upstream""#), "routeHeader", "reserved"),
+        ("routeHeader pseudo", with(r#""routeHeader": ":authority""#), "routeHeader", "not a valid header name"),
+        ("routeHeader empty", with(r#""routeHeader": """#), "routeHeader", "not a valid header name"),
+        (
+            "clusterHeader equals routeHeader",
+            with(r#""routeHeader": "x-pool", "clusterHeader": "X-Pool""#),
+            "clusterHeader",
+            "must differ",
+        ),
+        ("clusterHeader bad", with(r#""clusterHeader": "x pool""#), "clusterHeader", "not a valid header name"),
+    ];
+    for (label, json, field, reason) in cases {
+        match Config::from_json(json.as_bytes()) {
+            Ok(_) => panic!("case {label:?}: accepted {json}"),
+            Err(e) => {
+                assert_eq!(e.field, field, "case {label:?}: {e}");
+                assert!(e.reason.contains(reason), "case {label:?}: reason {:?} lacks {reason:?}", e.reason);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_issue_example_is_accepted() {
+    let json = r#"{
+      "pools": [ {"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20, "cluster": "pool2-cluster"} ],
+      "cookie": { "name": "nginx-app-subset", "maxAge": 2592000, "path": "/", "domain": "example.com",
+                  "httpOnly": true, "secure": "auto", "sameSite": "Lax" },
+      "routeHeader": "x-sticky-split-pool",
+      "clusterHeader": "x-sticky-split-cluster"
+    }"#;
+    let c = Config::from_json(json.as_bytes()).unwrap();
+    assert_eq!(c.pools.len(), 2);
+    assert_eq!(c.pools[0].cluster, "pool1");
+    assert_eq!(c.pools[1].cluster, "pool2-cluster");
+    assert_eq!(c.cookie.name, "nginx-app-subset");
+    assert_eq!(c.cookie.domain.as_deref(), Some("example.com"));
+    assert_eq!(c.cluster_header.as_deref(), Some("x-sticky-split-cluster"));
+    assert_eq!(
+        c.set_cookie_header("pool2", true),
+        "nginx-app-subset=pool2; Max-Age=2592000; Path=/; Domain=example.com; HttpOnly; Secure; SameSite=Lax"
+    );
+}
+
+#[test]
+fn defaults() {
+    let c = Config::from_json(with("").as_bytes()).unwrap();
+    assert_eq!(c.cookie.name, "sticky-split");
+    assert_eq!(c.cookie.max_age, 2_592_000);
+    assert_eq!(c.cookie.path, "/");
+    assert_eq!(c.cookie.domain, None);
+    assert!(c.cookie.http_only);
+    assert_eq!(c.cookie.secure, Secure::Auto);
+    assert_eq!(c.cookie.same_site, SameSite::Lax);
+    assert_eq!(c.route_header, "x-sticky-split-pool");
+    assert_eq!(c.cluster_header, None);
+}
+
+#[test]
+fn accepted_variants() {
+    let cases: &[(&str, &str)] = &[
+        ("header names are lowercased", r#""routeHeader": "X-Pool""#),
+        ("sameSite None with auto", r#""cookie": {"sameSite": "None"}"#),
+        ("sameSite None with secure", r#""cookie": {"sameSite": "None", "secure": true}"#),
+        ("session cookie", r#""cookie": {"maxAge": 0}"#),
+        ("leading-dot domain", r#""cookie": {"domain": ".example.com"}"#),
+    ];
+    for (label, extra) in cases {
+        assert!(Config::from_json(with(extra).as_bytes()).is_ok(), "case {label:?}");
+    }
+    let c = Config::from_json(with(r#""routeHeader": "X-Pool""#).as_bytes()).unwrap();
+    assert_eq!(c.route_header, "x-pool");
+    // a drained pool next to a live one is fine
+    let c = Config::from_json(br#"{"pools": [{"name": "a", "weight": 0}, {"name": "b", "weight": 1}]}"#).unwrap();
+    assert_eq!(c.pools[0].weight, 0);
+}
+
+#[test]
+fn pool_lookup_by_cookie_bytes() {
+    let names: Vec<String> = (0..100).map(|i| format!("pool-{i:03}")).collect();
+    let pools: Vec<String> = names.iter().map(|n| format!(r#"{{"name": "{n}", "weight": 1}}"#)).collect();
+    let c = Config::from_json(format!(r#"{{"pools": [{}]}}"#, pools.join(",")).as_bytes()).unwrap();
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(c.pool_by_name(n.as_bytes()), Some(i));
+    }
+    for miss in [&b""[..], b"pool-100", b"pool-00", b"POOL-001", b"\xff"] {
+        assert_eq!(c.pool_by_name(miss), None, "{miss:?}");
+    }
+}

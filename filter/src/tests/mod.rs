@@ -1,0 +1,6 @@
+//! Native tests of the core that span modules: config validation tables and
+//! the statistics of the decision.
+
+mod config_table;
+mod decide_table;
+pub mod stats;
