@@ -42,7 +42,7 @@ impl RootContext for Root {
             .map_or(0, |d| d.as_nanos() as u64);
         let (rng, from_entropy) = Xoshiro256pp::from_entropy_or(fallback);
         if !from_entropy {
-            log::warn!("sticky-split: the host gave no entropy; seeding pool choice from the clock");
+            log::warn!("the host gave no entropy; seeding pool choice from the clock");
         }
         self.rng = Some(Rc::new(RefCell::new(rng)));
         true
@@ -53,7 +53,7 @@ impl RootContext for Root {
         match Config::from_json(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "sticky-split: configured {} pools ({}), cookie {:?}, route header {:?}",
+                    "configured {} pools ({}), cookie {:?}, route header {:?}",
                     config.pools.len(),
                     config
                         .pools
@@ -68,7 +68,7 @@ impl RootContext for Root {
                 true
             }
             Err(e) => {
-                log::error!("sticky-split: configuration refused: {e}");
+                log::error!("configuration refused: {e}");
                 false
             }
         }
@@ -182,7 +182,7 @@ fn clear_route_cache() {
         Err(status) => {
             let _ = hostcalls::log(
                 LogLevel::Warn,
-                &format!("sticky-split: clear_route_cache failed: {status:?}"),
+                &format!("clear_route_cache failed: {status:?}"),
             );
         }
     }

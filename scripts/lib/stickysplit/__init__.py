@@ -1,0 +1,1 @@
+"""Helpers shared by the demo, the split validator and the integration tests."""

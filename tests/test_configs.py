@@ -1,0 +1,73 @@
+"""Envoy's own verdict on configs: every shipped config validates with the
+built module; a bad plugin config fails validation with the field named."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stickysplit import envoy
+
+ENVOY_TEST = sorted(Path(envoy.REPO, "envoy-test").glob("*.yaml"))
+
+
+def test_there_are_configs_to_check():
+    assert envoy.DEMO_CONFIG in ENVOY_TEST
+
+
+@pytest.mark.parametrize("path", ENVOY_TEST, ids=lambda p: p.name)
+def test_shipped_envoy_configs_validate_with_the_built_module(path):
+    # as users run them: from the repository root, module path as written
+    proc = subprocess.run(
+        [envoy.envoy_bin(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+        cwd=envoy.REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "configured 2 pools" in out or "configured" in out
+
+
+BAD = [
+    ("duplicate name", {"pools": [{"name": "a", "weight": 1}, {"name": "a", "weight": 1}]}, "pools[1].name: duplicate pool name"),
+    ("zero weight", {"pools": [{"name": "a", "weight": 0}]}, "pools: total weight is 0"),
+    ("misspelt field", {"pools": [{"name": "a", "weight": 1}], "cookies": {}}, "cookies: unknown field"),
+    ("bad type", {"pools": [{"name": "a", "weight": "80"}]}, "pools[0].weight: invalid type: string"),
+    (
+        "header injection in a pool name",
+        {"pools": [{"name": "a\r\nx-admin: 1", "weight": 1}]},
+        "pools[0].name:",
+    ),
+    (
+        "SameSite=None without Secure",
+        {"pools": [{"name": "a", "weight": 1}], "cookie": {"sameSite": "None", "secure": False}},
+        "cookie.sameSite: None requires the Secure attribute",
+    ),
+]
+
+
+@pytest.mark.parametrize("plugin,field", [(b[1], b[2]) for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_plugin_config_fails_validation_naming_the_field(workdir, base_config, plugin, field):
+    code, out = envoy.validate(envoy.render(base_config, plugin=plugin), workdir)
+    assert code != 0, out[-3000:]
+    refused = [line for line in out.splitlines() if "configuration refused:" in line]
+    assert refused, out[-3000:]
+    assert field in refused[0], refused[0]
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "{not json", "[]"], ids=["empty", "blank", "not json", "array"])
+def test_empty_or_malformed_plugin_config_is_refused(workdir, base_config, raw):
+    code, out = envoy.validate(envoy.render(base_config, plugin_raw=raw), workdir)
+    assert code != 0
+    assert any("configuration refused: configuration:" in line for line in out.splitlines()), out[-3000:]
+
+
+def test_the_good_config_passes_the_same_check(workdir, base_config):
+    """The harness above can tell a good config from a bad one."""
+    code, out = envoy.validate(envoy.render(base_config, plugin=envoy.plugin_config(base_config)), workdir)
+    assert code == 0, out[-3000:]
+    assert "configuration refused" not in out
+    assert json.dumps(envoy.plugin_config(base_config))
