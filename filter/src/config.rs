@@ -197,7 +197,10 @@ impl Config {
         if raw.pools.len() > MAX_POOLS {
             return Err(ConfigError::new(
                 "pools",
-                format!("has {} pools; at most {MAX_POOLS} are allowed", raw.pools.len()),
+                format!(
+                    "has {} pools; at most {MAX_POOLS} are allowed",
+                    raw.pools.len()
+                ),
             ));
         }
         let mut pools = Vec::with_capacity(raw.pools.len());
@@ -386,7 +389,9 @@ fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
         return Err(ConfigError::new(
             field,
-            format!("{name:?} is reserved; choose a header of your own such as x-sticky-split-pool"),
+            format!(
+                "{name:?} is reserved; choose a header of your own such as x-sticky-split-pool"
+            ),
         ));
     }
     Ok(lower)
@@ -404,7 +409,9 @@ fn validate_cookie(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
     if !token::is_cookie_path(&path) || path.len() > 1024 {
         return Err(ConfigError::new(
             "cookie.path",
-            format!("{path:?} is not a valid cookie path (starts with /, visible ASCII, no ; or ,)"),
+            format!(
+                "{path:?} is not a valid cookie path (starts with /, visible ASCII, no ; or ,)"
+            ),
         ));
     }
     if let Some(domain) = &raw.domain {

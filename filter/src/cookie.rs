@@ -95,12 +95,17 @@ mod tests {
     use crate::config::SameSite;
 
     fn all(header: &[u8], name: &str) -> Vec<Vec<u8>> {
-        values(header, name.as_bytes()).map(<[u8]>::to_vec).collect()
+        values(header, name.as_bytes())
+            .map(<[u8]>::to_vec)
+            .collect()
     }
+
+    /// (case, Cookie header, the values of cookie `s` found in it)
+    type ParseCase<'a> = (&'a str, &'a [u8], &'a [&'a [u8]]);
 
     #[test]
     fn parsing_table() {
-        let cases: &[(&str, &[u8], &[&[u8]])] = &[
+        let cases: &[ParseCase] = &[
             ("only cookie", b"s=pool1", &[b"pool1"]),
             ("among others", b"a=1; s=pool2; b=2", &[b"pool2"]),
             ("last", b"a=1; s=pool2", &[b"pool2"]),
@@ -110,14 +115,22 @@ mod tests {
             ("lone quote kept", b"s=\"pool1", &[b"\"pool1"]),
             ("empty value", b"s=", &[b""]),
             ("empty quoted", b"s=\"\"", &[b""]),
-            ("repeated", b"s=pool1; s=bogus; s=pool2", &[b"pool1", b"bogus", b"pool2"]),
+            (
+                "repeated",
+                b"s=pool1; s=bogus; s=pool2",
+                &[b"pool1", b"bogus", b"pool2"],
+            ),
             ("suffix name is another cookie", b"xs=pool1; s-x=pool2", &[]),
             ("case variant is another cookie", b"S=pool1", &[]),
             ("value containing =", b"s=a=b", &[b"a=b"]),
             ("pair without =", b"s; pool1", &[]),
             ("empty header", b"", &[]),
             ("only separators", b";;; ;", &[]),
-            ("not utf-8 around", b"a=\xff\xfe; s=pool1; \xc3\x28=x", &[b"pool1"]),
+            (
+                "not utf-8 around",
+                b"a=\xff\xfe; s=pool1; \xc3\x28=x",
+                &[b"pool1"],
+            ),
             ("not utf-8 value", b"s=\xffpool", &[b"\xffpool"]),
             ("nul bytes", b"s=po\0ol; s=pool1", &[b"po\0ol", b"pool1"]),
         ];
@@ -189,6 +202,9 @@ mod tests {
         let t = SetCookieTemplate::new(&spec(Secure::Auto, 10, None, true));
         let header = t.render("pool-7", false);
         let pair = header.split(';').next().unwrap();
-        assert_eq!(all(pair.as_bytes(), "nginx-app-subset"), vec![b"pool-7".to_vec()]);
+        assert_eq!(
+            all(pair.as_bytes(), "nginx-app-subset"),
+            vec![b"pool-7".to_vec()]
+        );
     }
 }

@@ -52,7 +52,14 @@ mod tests {
     /// with no randomness involved.
     #[test]
     fn even_draws_split_exactly_by_weight() {
-        let cases: &[&[u32]] = &[&[80, 20], &[1, 1], &[0, 5, 0, 5], &[3, 0, 7], &[1], &[60, 40]];
+        let cases: &[&[u32]] = &[
+            &[80, 20],
+            &[1, 1],
+            &[0, 5, 0, 5],
+            &[3, 0, 7],
+            &[1],
+            &[60, 40],
+        ];
         for weights in cases {
             let picker = WeightedPicker::new(weights.iter().copied()).unwrap();
             let total = picker.total();

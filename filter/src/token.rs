@@ -38,7 +38,9 @@ pub fn is_visible_ascii(s: &str) -> bool {
 /// RFC 6265 `path-value`: any CHAR except controls and `;`. We also refuse
 /// spaces and commas, which break naive cookie handling downstream.
 pub fn is_cookie_path(s: &str) -> bool {
-    s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+    s.starts_with('/')
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
 }
 
 /// A DNS name as a cookie `Domain`: labels of letters, digits and hyphens,
@@ -52,7 +54,9 @@ pub fn is_cookie_domain(s: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -101,7 +105,9 @@ mod tests {
 
     #[test]
     fn visible_ascii() {
-        assert!(is_visible_ascii("outbound|80|pool1|svc.ns.svc.cluster.local"));
+        assert!(is_visible_ascii(
+            "outbound|80|pool1|svc.ns.svc.cluster.local"
+        ));
         assert!(!is_visible_ascii("a b"));
         assert!(!is_visible_ascii(""));
         assert!(!is_visible_ascii("a\nb"));

@@ -2,7 +2,8 @@
 
 use crate::config::{Config, SameSite, Secure};
 
-const POOLS: &str = r#""pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}]"#;
+const POOLS: &str =
+    r#""pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}]"#;
 
 fn with(extra: &str) -> String {
     if extra.is_empty() {
@@ -157,7 +158,11 @@ fn refusals_name_the_field() {
             Ok(_) => panic!("case {label:?}: accepted {json}"),
             Err(e) => {
                 assert_eq!(e.field, field, "case {label:?}: {e}");
-                assert!(e.reason.contains(reason), "case {label:?}: reason {:?} lacks {reason:?}", e.reason);
+                assert!(
+                    e.reason.contains(reason),
+                    "case {label:?}: reason {:?} lacks {reason:?}",
+                    e.reason
+                );
             }
         }
     }
@@ -203,25 +208,43 @@ fn defaults() {
 fn accepted_variants() {
     let cases: &[(&str, &str)] = &[
         ("header names are lowercased", r#""routeHeader": "X-Pool""#),
-        ("sameSite None with auto", r#""cookie": {"sameSite": "None"}"#),
-        ("sameSite None with secure", r#""cookie": {"sameSite": "None", "secure": true}"#),
+        (
+            "sameSite None with auto",
+            r#""cookie": {"sameSite": "None"}"#,
+        ),
+        (
+            "sameSite None with secure",
+            r#""cookie": {"sameSite": "None", "secure": true}"#,
+        ),
         ("session cookie", r#""cookie": {"maxAge": 0}"#),
-        ("leading-dot domain", r#""cookie": {"domain": ".example.com"}"#),
+        (
+            "leading-dot domain",
+            r#""cookie": {"domain": ".example.com"}"#,
+        ),
     ];
     for (label, extra) in cases {
-        assert!(Config::from_json(with(extra).as_bytes()).is_ok(), "case {label:?}");
+        assert!(
+            Config::from_json(with(extra).as_bytes()).is_ok(),
+            "case {label:?}"
+        );
     }
     let c = Config::from_json(with(r#""routeHeader": "X-Pool""#).as_bytes()).unwrap();
     assert_eq!(c.route_header, "x-pool");
     // a drained pool next to a live one is fine
-    let c = Config::from_json(br#"{"pools": [{"name": "a", "weight": 0}, {"name": "b", "weight": 1}]}"#).unwrap();
+    let c = Config::from_json(
+        br#"{"pools": [{"name": "a", "weight": 0}, {"name": "b", "weight": 1}]}"#,
+    )
+    .unwrap();
     assert_eq!(c.pools[0].weight, 0);
 }
 
 #[test]
 fn pool_lookup_by_cookie_bytes() {
     let names: Vec<String> = (0..100).map(|i| format!("pool-{i:03}")).collect();
-    let pools: Vec<String> = names.iter().map(|n| format!(r#"{{"name": "{n}", "weight": 1}}"#)).collect();
+    let pools: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#"{{"name": "{n}", "weight": 1}}"#))
+        .collect();
     let c = Config::from_json(format!(r#"{{"pools": [{}]}}"#, pools.join(",")).as_bytes()).unwrap();
     for (i, n) in names.iter().enumerate() {
         assert_eq!(c.pool_by_name(n.as_bytes()), Some(i));

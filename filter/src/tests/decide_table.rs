@@ -9,33 +9,71 @@ use crate::decide::{decide, Reason};
 use crate::rng::Xoshiro256pp;
 
 fn config(pools: &str) -> Config {
-    Config::from_json(format!(r#"{{"pools": {pools}, "cookie": {{"name": "s"}}}}"#).as_bytes()).unwrap()
+    Config::from_json(format!(r#"{{"pools": {pools}, "cookie": {{"name": "s"}}}}"#).as_bytes())
+        .unwrap()
 }
 
 fn two_pools() -> Config {
     config(r#"[{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}]"#)
 }
 
+/// (case, Cookie headers, expected pool (None = any), reason)
+type DecideCase<'a> = (&'a str, &'a [&'a [u8]], Option<usize>, Reason);
+
 #[test]
 fn decision_table() {
     let c = two_pools();
     let mut rng = Xoshiro256pp::seed_from_u64(1);
-    // (case, cookie headers, expected pool (None = any), reason)
-    let cases: &[(&str, &[&[u8]], Option<usize>, Reason)] = &[
+    let cases: &[DecideCase] = &[
         ("no cookie header", &[], None, Reason::New),
         ("other cookies only", &[b"a=1; b=2"], None, Reason::New),
         ("pinned to pool2", &[b"s=pool2"], Some(1), Reason::Sticky),
-        ("pinned among other cookies", &[b"a=1; s=pool2; b=2"], Some(1), Reason::Sticky),
-        ("pinned in second header", &[b"a=1", b"b=2; s=pool2"], Some(1), Reason::Sticky),
+        (
+            "pinned among other cookies",
+            &[b"a=1; s=pool2; b=2"],
+            Some(1),
+            Reason::Sticky,
+        ),
+        (
+            "pinned in second header",
+            &[b"a=1", b"b=2; s=pool2"],
+            Some(1),
+            Reason::Sticky,
+        ),
         ("quoted value", &[b"s=\"pool2\""], Some(1), Reason::Sticky),
         ("unknown pool", &[b"s=pool9"], None, Reason::Reassigned),
         ("garbage bytes", &[b"s=\xff\xfe"], None, Reason::Reassigned),
         ("empty value", &[b"s="], None, Reason::Reassigned),
-        ("invalid then valid", &[b"s=bogus; s=pool2"], Some(1), Reason::Sticky),
-        ("valid in second header wins over invalid", &[b"s=bogus", b"s=pool2"], Some(1), Reason::Sticky),
-        ("first valid wins", &[b"s=pool2; s=pool1"], Some(1), Reason::Sticky),
-        ("case variant name is not ours", &[b"S=pool2"], None, Reason::New),
-        ("case variant value is not a pool", &[b"s=POOL2"], None, Reason::Reassigned),
+        (
+            "invalid then valid",
+            &[b"s=bogus; s=pool2"],
+            Some(1),
+            Reason::Sticky,
+        ),
+        (
+            "valid in second header wins over invalid",
+            &[b"s=bogus", b"s=pool2"],
+            Some(1),
+            Reason::Sticky,
+        ),
+        (
+            "first valid wins",
+            &[b"s=pool2; s=pool1"],
+            Some(1),
+            Reason::Sticky,
+        ),
+        (
+            "case variant name is not ours",
+            &[b"S=pool2"],
+            None,
+            Reason::New,
+        ),
+        (
+            "case variant value is not a pool",
+            &[b"s=POOL2"],
+            None,
+            Reason::Reassigned,
+        ),
     ];
     for (label, headers, pool, reason) in cases {
         let d = decide(&c, headers.iter().copied(), &mut rng);
@@ -63,10 +101,18 @@ fn drained_pool_keeps_pinned_users_and_gets_no_new_ones() {
 /// picker fails it once in a million runs; seeds here are fixed anyway).
 #[test]
 fn new_users_follow_the_weights() {
-    let cases: &[&[u64]] = &[&[80, 20], &[50, 30, 20], &[0, 3, 1], &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1]];
+    let cases: &[&[u64]] = &[
+        &[80, 20],
+        &[50, 30, 20],
+        &[0, 3, 1],
+        &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    ];
     for (seed, weights) in cases.iter().enumerate() {
-        let pools: Vec<String> =
-            weights.iter().enumerate().map(|(i, w)| format!(r#"{{"name": "p{i}", "weight": {w}}}"#)).collect();
+        let pools: Vec<String> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!(r#"{{"name": "p{i}", "weight": {w}}}"#))
+            .collect();
         let c = config(&format!("[{}]", pools.join(",")));
         let mut rng = Xoshiro256pp::seed_from_u64(seed as u64 + 10);
         let mut counts = vec![0u64; weights.len()];
@@ -75,7 +121,10 @@ fn new_users_follow_the_weights() {
         }
         let (stat, df) = chi_square(&counts, weights);
         let p = chi_square_sf(stat, df);
-        assert!(p > 1e-6, "weights {weights:?}: counts {counts:?}, chi2 {stat:.2}, df {df}, p {p:.2e}");
+        assert!(
+            p > 1e-6,
+            "weights {weights:?}: counts {counts:?}, chi2 {stat:.2}, df {df}, p {p:.2e}"
+        );
     }
 }
 

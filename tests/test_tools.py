@@ -1,0 +1,49 @@
+"""The statistics and the split validator used by the demo: they agree with
+known values, and they fail when they should."""
+
+import io
+import math
+
+import pytest
+
+from conftest import start_gateway
+from stickysplit import validate
+from stickysplit.stats import chi_square, chi_square_sf, split_verdict
+
+
+@pytest.mark.parametrize(
+    "x,df,p",
+    [(3.841458820694124, 1, 0.05), (5.991464547107979, 2, 0.05), (23.92812, 1, 1e-6), (16.918977604620448, 9, 0.05)],
+)
+def test_chi_square_survival_matches_tables(x, df, p):
+    assert math.isclose(chi_square_sf(x, df), p, rel_tol=1e-4)
+
+
+def test_chi_square_statistic():
+    assert chi_square([80, 20], [80, 20]) == (0.0, 1)
+    stat, df = chi_square([90, 10, 0], [8, 2, 0])
+    assert math.isclose(stat, 6.25) and df == 1
+    assert split_verdict([99, 1], [1, 0], 1e-6)[0] is False
+    # 2,500 users at 80:20: 2,050 in pool1 is 3.75 sigma off, 1.8e-4 two-sided: passes at 1e-6
+    assert split_verdict([2050, 450], [80, 20], 1e-6)[0] is True
+    # ... 2,150 is 8.75 sigma off: fails
+    assert split_verdict([2150, 350], [80, 20], 1e-6)[0] is False
+
+
+@pytest.fixture(scope="module")
+def gw(workdir, base_config):
+    g = start_gateway(workdir, base_config)
+    yield g
+    g.stop()
+
+
+def test_validator_passes_the_true_weights_and_fails_wrong_ones(gw):
+    url = f"http://127.0.0.1:{gw.gateway}/"
+    out = io.StringIO()
+    assert validate.run(url, {"pool1": 80, "pool2": 20}, 2500, "nginx-app-subset", 1e-6, 20, 3, "x-served-by", out)
+    assert "PASS" in out.getvalue()
+    out = io.StringIO()
+    assert not validate.run(url, {"pool1": 50, "pool2": 50}, 2500, "nginx-app-subset", 1e-6, 20, 3, "", out)
+    assert "FAIL" in out.getvalue()
+    # the wrong cookie name: no Set-Cookie found, which is a failure too
+    assert not validate.run(url, {"pool1": 80, "pool2": 20}, 50, "other", 1e-6, 5, 2, "", io.StringIO())
