@@ -36,22 +36,20 @@ def load(path=DEMO_CONFIG):
         return yaml.safe_load(f)
 
 
+def _dicts(node):
+    """Every mapping inside a parsed config, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _dicts(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _dicts(v)
+
+
 def wasm_filters(config):
     """Every sticky-split wasm filter config in an Envoy bootstrap."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("@type", "").endswith("filters.http.wasm.v3.Wasm"):
-                found.append(node["config"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(config)
-    return found
+    return [d["config"] for d in _dicts(config) if d.get("@type", "").endswith("filters.http.wasm.v3.Wasm")]
 
 
 def plugin_config(config):
@@ -70,18 +68,9 @@ def render(base, plugin=None, plugin_raw=None, ports=None, wasm=WASM):
         if plugin_raw is not None:
             f["configuration"]["value"] = plugin_raw
 
-    def walk(node):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "port_value" and ports and v in ports:
-                    node[k] = ports[v]
-                else:
-                    walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(config)
+    for d in _dicts(config):
+        if ports and d.get("port_value") in ports:
+            d["port_value"] = ports[d["port_value"]]
     return config
 
 
