@@ -10,8 +10,11 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::affinity::{self, Codec, Payload};
 use crate::cookie::SetCookieTemplate;
+use crate::hash::Rendezvous;
 use crate::pick::WeightedPicker;
+use crate::rules::{self, RawRule, Rule};
 use crate::token;
 
 /// Defaults, documented in the README's field table.
@@ -21,6 +24,9 @@ pub const DEFAULT_ROUTE_HEADER: &str = "x-sticky-split-pool";
 pub const MAX_POOLS: usize = 1024;
 pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_CLUSTER_LEN: usize = 255;
+pub const MAX_RULES: usize = 1024;
+/// Shortest signing key accepted: 128 bits.
+pub const MIN_KEY_BYTES: usize = 16;
 
 /// A refused configuration: which field, and why. Displayed as one log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +36,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError {
             field: field.into(),
             reason: reason.into(),
@@ -57,6 +63,39 @@ struct RawConfig {
     cookie: RawCookie,
     route_header: Option<String>,
     cluster_header: Option<String>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    hash_on: Option<RawHashOn>,
+    affinity: Option<Affinity>,
+    generation: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawHashOn {
+    header: Option<String>,
+    cookie: Option<String>,
+}
+
+/// Where `hashOn` takes the user key from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// A request header (lowercase name); repeated values are joined with `,`.
+    Header(String),
+    /// A cookie's first value.
+    Cookie(String),
+}
+
+/// `affinity`: what the cookie holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Affinity {
+    /// The pool's name: the user is pinned until the cookie expires.
+    #[default]
+    Pool,
+    /// A random per-user key; the pool is recomputed from it by weighted
+    /// rendezvous hashing, so weight changes move only the needed users.
+    Ramp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +104,8 @@ struct RawPool {
     name: String,
     weight: u32,
     cluster: Option<String>,
+    #[serde(default)]
+    evict: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +118,7 @@ struct RawCookie {
     http_only: Option<bool>,
     secure: Option<Secure>,
     same_site: Option<SameSite>,
+    signing_key_env: Option<String>,
 }
 
 /// `cookie.secure`: `true`, `false` or `"auto"` (Secure when the downstream
@@ -137,6 +179,8 @@ pub struct Pool {
     pub name: String,
     pub weight: u32,
     pub cluster: String,
+    /// Pinned users are moved out (rollback); requires weight 0.
+    pub evict: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +193,8 @@ pub struct CookieSpec {
     pub http_only: bool,
     pub secure: Secure,
     pub same_site: SameSite,
+    /// The environment variable holding the signing key, if signing is on.
+    pub signing_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,7 +203,13 @@ pub struct Config {
     pub cookie: CookieSpec,
     pub route_header: String,
     pub cluster_header: Option<String>,
+    pub rules: Vec<Rule>,
+    pub hash_on: Option<HashOn>,
+    pub affinity: Affinity,
+    pub generation: Option<String>,
     picker: WeightedPicker,
+    rendezvous: Rendezvous,
+    codec: Codec,
     /// Pool indexes sorted by name, for lookups of cookie values (bytes).
     by_name: Vec<usize>,
     set_cookie: SetCookieTemplate,
@@ -165,9 +217,21 @@ pub struct Config {
 
 impl Config {
     /// Parses and validates the plugin configuration bytes as Envoy hands them
-    /// over. Empty (or all-whitespace) input is refused: a filter with no pools
-    /// has nothing to route to.
+    /// over, reading the signing key (if any) from the process environment
+    /// (inside Envoy: the VM's `environment_variables`). Empty (or
+    /// all-whitespace) input is refused: a filter with no pools has nothing to
+    /// route to.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::from_json_with_env(bytes, |name| {
+            std::env::var_os(name).map(|v| v.into_encoded_bytes())
+        })
+    }
+
+    /// As [`Config::from_json`], with the environment given as a function.
+    pub fn from_json_with_env(
+        bytes: &[u8],
+        env: impl Fn(&str) -> Option<Vec<u8>>,
+    ) -> Result<Config, ConfigError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ConfigError::new(
                 "configuration",
@@ -187,10 +251,13 @@ impl Config {
         })?;
         json.end()
             .map_err(|e| ConfigError::new("configuration", e.to_string()))?;
-        Config::validate(raw)
+        Config::validate(raw, env)
     }
 
-    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    fn validate(
+        raw: RawConfig,
+        env: impl Fn(&str) -> Option<Vec<u8>>,
+    ) -> Result<Config, ConfigError> {
         if raw.pools.is_empty() {
             return Err(ConfigError::new("pools", "must list at least one pool"));
         }
@@ -220,10 +287,20 @@ impl Config {
                 }
                 None => p.name.clone(),
             };
+            if p.evict && p.weight > 0 {
+                return Err(ConfigError::new(
+                    format!("pools[{i}].evict"),
+                    format!(
+                        "an evicted pool must have weight 0 (it has {}): its users are moved to the other pools",
+                        p.weight
+                    ),
+                ));
+            }
             pools.push(Pool {
                 name: p.name,
                 weight: p.weight,
                 cluster,
+                evict: p.evict,
             });
         }
 
@@ -251,7 +328,23 @@ impl Config {
             )
         })?;
 
+        let rendezvous = Rendezvous::new(pools.iter().map(|p| (p.name.as_str(), p.weight)))
+            .ok_or_else(|| ConfigError::new("pools", "total weight is 0"))?;
+
         let cookie = validate_cookie(raw.cookie)?;
+        let signing_key = match &cookie.signing_key_env {
+            Some(var) => Some(signing_key(var, &env)?),
+            None => None,
+        };
+        if let Some(g) = &raw.generation {
+            if !affinity::is_generation(g) {
+                return Err(ConfigError::new(
+                    "generation",
+                    format!("{g:?} is not valid (1 to 32 characters: letters, digits, - or _)"),
+                ));
+            }
+        }
+        let codec = Codec::new(&cookie.name, raw.generation.clone(), signing_key.as_deref());
         let route_header = check_header_name(
             "routeHeader",
             raw.route_header.as_deref().unwrap_or(DEFAULT_ROUTE_HEADER),
@@ -269,13 +362,56 @@ impl Config {
             }
             None => None,
         };
+        if raw.rules.len() > MAX_RULES {
+            return Err(ConfigError::new(
+                "rules",
+                format!(
+                    "has {} rules; at most {MAX_RULES} are allowed",
+                    raw.rules.len()
+                ),
+            ));
+        }
+        let lookup = |name: &str| lookup_name(&pools, &by_name, name.as_bytes());
+        let rules = raw
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| rules::compile(i, r, lookup))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hash_on = match raw.hash_on {
+            None => None,
+            Some(RawHashOn {
+                header: Some(h),
+                cookie: None,
+            }) => Some(HashOn::Header(
+                check_key_source("hashOn.header", &h)?.to_ascii_lowercase(),
+            )),
+            Some(RawHashOn {
+                header: None,
+                cookie: Some(c),
+            }) => Some(HashOn::Cookie(
+                check_key_source("hashOn.cookie", &c)?.to_string(),
+            )),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "hashOn",
+                    "needs exactly one of header, cookie",
+                ))
+            }
+        };
         let set_cookie = SetCookieTemplate::new(&cookie);
         Ok(Config {
             pools,
             cookie,
             route_header,
             cluster_header,
+            rules,
+            hash_on,
+            affinity: raw.affinity.unwrap_or_default(),
+            generation: raw.generation,
             picker,
+            rendezvous,
+            codec,
             by_name,
             set_cookie,
         })
@@ -283,10 +419,23 @@ impl Config {
 
     /// The pool whose name is exactly `name` (bytes from a cookie).
     pub fn pool_by_name(&self, name: &[u8]) -> Option<usize> {
-        self.by_name
-            .binary_search_by(|&i| name_of(&self.pools, i).as_bytes().cmp(name))
-            .ok()
-            .and_then(|slot| self.by_name.get(slot).copied())
+        lookup_name(&self.pools, &self.by_name, name)
+    }
+
+    /// The pool for a user key, by weighted rendezvous hashing.
+    pub fn pool_for_key(&self, key_hash: u64) -> usize {
+        self.rendezvous.pick(key_hash)
+    }
+
+    /// Reads an affinity cookie value.
+    pub fn decode_cookie(&self, value: &[u8]) -> affinity::Parsed {
+        self.codec.decode(value, |name| self.pool_by_name(name))
+    }
+
+    /// The affinity cookie value for a payload.
+    pub fn encode_cookie(&self, payload: Payload) -> Option<String> {
+        self.codec
+            .encode(payload, |i| self.pool(i).map(|p| p.name.clone()))
     }
 
     /// Picks a pool in proportion to the weights from one uniform 64-bit draw.
@@ -304,22 +453,55 @@ impl Config {
     }
 }
 
+/// Where the config holds objects (by path; `*` is every array element).
+const OBJECT_PATHS: &[&[&str]] = &[
+    &["pools", "*"],
+    &["cookie"],
+    &["hashOn"],
+    &["rules", "*"],
+    &["rules", "*", "match"],
+    &["rules", "*", "match", "headers", "*"],
+    &["rules", "*", "match", "query", "*"],
+    &["rules", "*", "match", "cookies", "*"],
+    &["rules", "*", "match", "path"],
+];
+
 /// The places where the config holds objects must hold objects.
 fn require_objects(value: &serde_json::Value) -> Result<(), ConfigError> {
-    let not_object = |field: String| ConfigError::new(field, "must be a JSON object");
-    let root = value
-        .as_object()
-        .ok_or_else(|| not_object("configuration".into()))?;
-    if let Some(serde_json::Value::Array(pools)) = root.get("pools") {
-        for (i, pool) in pools.iter().enumerate() {
-            if !pool.is_object() {
-                return Err(not_object(format!("pools[{i}]")));
-            }
-        }
+    if !value.is_object() {
+        return Err(ConfigError::new("configuration", "must be a JSON object"));
     }
-    match root.get("cookie") {
-        Some(cookie) if !cookie.is_object() => Err(not_object("cookie".into())),
-        _ => Ok(()),
+    OBJECT_PATHS
+        .iter()
+        .try_for_each(|path| require_object_at(value, path, String::new()))
+}
+
+fn require_object_at(
+    value: &serde_json::Value,
+    path: &[&str],
+    here: String,
+) -> Result<(), ConfigError> {
+    match path.split_first() {
+        None if value.is_object() => Ok(()),
+        None => Err(ConfigError::new(here, "must be a JSON object")),
+        Some((&"*", rest)) => match value.as_array() {
+            Some(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| require_object_at(item, rest, format!("{here}[{i}]"))),
+            None => Ok(()), // serde names the wrong type
+        },
+        Some((key, rest)) => match value.get(*key) {
+            Some(v) => {
+                let next = if here.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{here}.{key}")
+                };
+                require_object_at(v, rest, next)
+            }
+            None => Ok(()),
+        },
     }
 }
 
@@ -339,6 +521,49 @@ fn field_of(path: &str, reason: &str) -> String {
         (p, Some(name)) => format!("{p}.{name}"),
         ("", None) => "configuration".to_string(),
         (p, None) => p.to_string(),
+    }
+}
+
+fn lookup_name(pools: &[Pool], by_name: &[usize], name: &[u8]) -> Option<usize> {
+    by_name
+        .binary_search_by(|&i| name_of(pools, i).as_bytes().cmp(name))
+        .ok()
+        .and_then(|slot| by_name.get(slot).copied())
+}
+
+fn check_key_source<'a>(field: &str, name: &'a str) -> Result<&'a str, ConfigError> {
+    if !token::is_token(name) || name.len() > MAX_NAME_LEN {
+        return Err(ConfigError::new(
+            field,
+            format!("{name:?} is not a valid name (1 to {MAX_NAME_LEN} token characters)"),
+        ));
+    }
+    Ok(name)
+}
+
+/// Reads the signing key from the environment. The key itself is never put
+/// in an error or a log line.
+fn signing_key(var: &str, env: &impl Fn(&str) -> Option<Vec<u8>>) -> Result<Vec<u8>, ConfigError> {
+    let field = "cookie.signingKeyEnv";
+    if var.is_empty() || var.contains('=') || var.contains('\0') {
+        return Err(ConfigError::new(
+            field,
+            format!("{var:?} is not a valid environment variable name"),
+        ));
+    }
+    match env(var) {
+        None => Err(ConfigError::new(
+            field,
+            format!(
+                "environment variable {var} is not set in the VM (Envoy: vm_config.environment_variables; Istio: WasmPlugin spec.vmConfig.env)"
+            ),
+        )),
+        Some(key) if key.is_empty() => Err(ConfigError::new(field, format!("environment variable {var} is empty"))),
+        Some(key) if key.len() < MIN_KEY_BYTES => Err(ConfigError::new(
+            field,
+            format!("the key in {var} is {} bytes; at least {MIN_KEY_BYTES} are required", key.len()),
+        )),
+        Some(key) => Ok(key),
     }
 }
 
@@ -438,5 +663,6 @@ fn validate_cookie(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
         http_only: raw.http_only.unwrap_or(true),
         secure,
         same_site,
+        signing_key_env: raw.signing_key_env,
     })
 }

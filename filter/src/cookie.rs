@@ -9,7 +9,10 @@ use crate::config::{CookieSpec, Secure};
 /// (RFC 6265 allows them; they are not part of the value). Pairs without `=`
 /// and pairs whose bytes are not UTF-8 are skipped as other cookies would be.
 /// Names compare exactly (cookie names are case-sensitive).
-pub fn values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+pub fn values<'h, 'n>(
+    header: &'h [u8],
+    name: &'n [u8],
+) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
     header.split(|&b| b == b';').filter_map(move |pair| {
         let eq = pair.iter().position(|&b| b == b'=')?;
         let (key, rest) = pair.split_at(eq);
@@ -160,6 +163,7 @@ mod tests {
             http_only,
             secure,
             same_site: SameSite::Lax,
+            signing_key_env: None,
         }
     }
 

@@ -1,31 +1,67 @@
-//! The per-request decision: which pool, why, and whether to (re)write the
-//! affinity cookie. Pure: the glue hands in the Cookie header values and a
-//! random source, and applies the result.
+//! The per-request decision: which pool, why, and what (if anything) to write
+//! into the affinity cookie. Pure: the glue hands in the request headers and
+//! a random source, and applies the result.
+//!
+//! Precedence, first that applies:
+//! 1. **rules**, in order;
+//! 2. a **valid affinity cookie** (not evicted, current generation, genuine
+//!    MAC): a pinned pool, or a ramp key whose pool is recomputed;
+//! 3. the **hashOn** key, if the request carries one;
+//! 4. a **weighted pick** (in ramp mode: a new random key, hashed).
 
 use rand_core::Rng;
 
-use crate::config::Config;
-use crate::cookie;
+use crate::affinity::{Parsed, Payload};
+use crate::config::{Affinity, Config, HashOn};
+use crate::hash;
+use crate::request::Request;
 
 /// Why a request went to its pool. The names are stable: metrics and the
 /// debug header use them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
+    /// A rule matched.
+    Rule,
+    /// The affinity cookie pins a configured pool (even one with weight 0).
+    Sticky,
+    /// The pool is a function of the user key taken from `hashOn`.
+    Hash,
+    /// The affinity cookie holds a ramp key; its pool was recomputed.
+    Ramp,
     /// No affinity cookie: weighted pick, cookie issued.
     New,
-    /// The affinity cookie names a configured pool (even one with weight 0).
-    Sticky,
-    /// The affinity cookie names no configured pool (removed, garbage):
-    /// weighted pick, cookie rewritten.
+    /// The affinity cookie names no configured pool, is malformed, or is of
+    /// another generation: weighted pick, cookie rewritten.
     Reassigned,
+    /// The affinity cookie pins a pool marked `evict`: moved, cookie rewritten.
+    Evicted,
+    /// Signing is on and the cookie's MAC is missing or wrong: treated as a
+    /// new user, cookie rewritten.
+    Forged,
 }
 
 impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::Rule,
+        Reason::Sticky,
+        Reason::Hash,
+        Reason::Ramp,
+        Reason::New,
+        Reason::Reassigned,
+        Reason::Evicted,
+        Reason::Forged,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::New => "new",
+            Reason::Rule => "rule",
             Reason::Sticky => "sticky",
+            Reason::Hash => "hash",
+            Reason::Ramp => "ramp",
+            Reason::New => "new",
             Reason::Reassigned => "reassigned",
+            Reason::Evicted => "evicted",
+            Reason::Forged => "forged",
         }
     }
 }
@@ -35,43 +71,84 @@ pub struct Decision {
     /// Index into `Config::pools`.
     pub pool: usize,
     pub reason: Reason,
-    /// Whether the response carries a Set-Cookie pinning the user to `pool`.
-    pub set_cookie: bool,
+    /// What to write into the affinity cookie on the response, if anything.
+    pub cookie: Option<Payload>,
 }
 
-/// Decides for one request. `cookie_headers` are the values of every Cookie
-/// header of the request, as bytes.
-///
-/// Affinity: the first affinity-cookie value (across all Cookie headers, in
-/// order) that names a configured pool wins; browsers send the most specific
-/// path first. If affinity cookies are present but none names a pool, the
-/// user is reassigned.
-pub fn decide<'a, R: Rng + ?Sized>(
-    config: &Config,
-    cookie_headers: impl IntoIterator<Item = &'a [u8]>,
-    rng: &mut R,
-) -> Decision {
+/// Decides for one request.
+pub fn decide<R: Rng + ?Sized>(config: &Config, req: &Request, rng: &mut R) -> Decision {
+    // 1. rules
+    if let Some(rule) = config.rules.iter().find(|r| r.matches(req)) {
+        return Decision {
+            pool: rule.pool,
+            reason: Reason::Rule,
+            cookie: rule.sticky.then_some(Payload::Pool(rule.pool)),
+        };
+    }
+
+    // 2. the affinity cookie: the first valid value wins (browsers send the
+    // most specific path first); otherwise remember the worst problem seen.
     let name = config.cookie.name.as_bytes();
-    let mut seen_affinity_cookie = false;
-    for header in cookie_headers {
-        for value in cookie::values(header, name) {
-            seen_affinity_cookie = true;
-            if let Some(pool) = config.pool_by_name(value) {
-                return Decision {
-                    pool,
-                    reason: Reason::Sticky,
-                    set_cookie: false,
-                };
+    let mut problem: Option<Reason> = None;
+    let mut note = |r: Reason| problem = Some(problem.map_or(r, |p| p.max(r)));
+    for header in req.cookie_headers() {
+        for value in crate::cookie::values(header, name) {
+            match config.decode_cookie(value) {
+                Parsed::Valid(Payload::Pool(pool)) => {
+                    if config.pool(pool).is_some_and(|p| p.evict) {
+                        note(Reason::Evicted);
+                    } else {
+                        return Decision {
+                            pool,
+                            reason: Reason::Sticky,
+                            cookie: None,
+                        };
+                    }
+                }
+                Parsed::Valid(Payload::RampKey(key)) => {
+                    return Decision {
+                        pool: config.pool_for_key(hash::mix(key)),
+                        reason: Reason::Ramp,
+                        cookie: None,
+                    };
+                }
+                Parsed::Forged => note(Reason::Forged),
+                Parsed::Stale | Parsed::Unknown => note(Reason::Reassigned),
             }
         }
     }
+
+    // 3. the hashOn key; no cookie needed. A bad affinity cookie stays
+    // ignored (the key decides every time).
+    if let Some(key_hash) = hash_key(config, req) {
+        return Decision {
+            pool: config.pool_for_key(key_hash),
+            reason: Reason::Hash,
+            cookie: None,
+        };
+    }
+
+    // 4. a new assignment: one 64-bit draw
+    let draw = rng.next_u64();
+    let (pool, cookie) = match config.affinity {
+        Affinity::Pool => {
+            let pool = config.pick(draw);
+            (pool, Payload::Pool(pool))
+        }
+        Affinity::Ramp => (config.pool_for_key(hash::mix(draw)), Payload::RampKey(draw)),
+    };
     Decision {
-        pool: config.pick(rng.next_u64()),
-        reason: if seen_affinity_cookie {
-            Reason::Reassigned
-        } else {
-            Reason::New
-        },
-        set_cookie: true,
+        pool,
+        reason: problem.unwrap_or(Reason::New),
+        cookie: Some(cookie),
+    }
+}
+
+/// The hash of the `hashOn` user key, if the request has a non-empty one.
+fn hash_key(config: &Config, req: &Request) -> Option<u64> {
+    let key_hash = |key: &[u8]| (!key.is_empty()).then(|| hash::key_hash(key));
+    match config.hash_on.as_ref()? {
+        HashOn::Header(name) => key_hash(&req.header(name)?),
+        HashOn::Cookie(name) => key_hash(req.cookie(name.as_bytes())?),
     }
 }

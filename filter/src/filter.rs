@@ -11,6 +11,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 
 use crate::config::Config;
 use crate::decide::{decide, Decision};
+use crate::request::Request;
 use crate::rng::Xoshiro256pp;
 
 // `_initialize` is the module's entry point; it has to be exported unmangled.
@@ -75,7 +76,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request {
+        Some(Box::new(HttpFilter {
             config: self.config.clone(),
             rng: self.rng.clone(),
             set_cookie: None,
@@ -87,16 +88,16 @@ impl RootContext for Root {
     }
 }
 
-struct Request {
+struct HttpFilter {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
     /// The Set-Cookie value to append to the response, when (re)assigned.
     set_cookie: Option<String>,
 }
 
-impl Context for Request {}
+impl Context for HttpFilter {}
 
-impl HttpContext for Request {
+impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let (Some(config), Some(rng)) = (self.config.clone(), self.rng.clone()) else {
             return Action::Continue;
@@ -104,27 +105,18 @@ impl HttpContext for Request {
         // One host call for the whole map: Envoy's single-value getter returns
         // only the first Cookie header, and a request may carry several.
         let headers = self.get_http_request_headers_bytes();
-        let mut https = false;
-        let mut forged_route = false;
-        let mut forged_cluster = false;
-        for (name, value) in &headers {
-            if name == ":scheme" {
-                https = value.eq_ignore_ascii_case(b"https");
-            } else if *name == config.route_header {
-                forged_route = true;
-            } else if config.cluster_header.as_deref() == Some(name.as_str()) {
-                forged_cluster = true;
-            }
-        }
-        let cookies = headers
-            .iter()
-            .filter(|(name, _)| name == "cookie")
-            .map(|(_, value)| value.as_slice());
+        let req = Request::new(&headers);
         let decision = match rng.try_borrow_mut() {
-            Ok(mut rng) => decide(&config, cookies, &mut *rng),
+            Ok(mut rng) => decide(&config, &req, &mut *rng),
             // Not reachable in a single-threaded VM; still, never panic.
-            Err(_) => decide(&config, cookies, &mut Xoshiro256pp::from_entropy_or(0).0),
+            Err(_) => decide(&config, &req, &mut Xoshiro256pp::from_entropy_or(0).0),
         };
+        let forged_route = req.header(&config.route_header).is_some();
+        let forged_cluster = config
+            .cluster_header
+            .as_deref()
+            .is_some_and(|h| req.header(h).is_some());
+        let https = req.is_https();
         self.apply(&config, decision, forged_route, forged_cluster, https);
         Action::Continue
     }
@@ -138,7 +130,7 @@ impl HttpContext for Request {
     }
 }
 
-impl Request {
+impl HttpFilter {
     fn apply(
         &mut self,
         config: &Config,
@@ -163,8 +155,11 @@ impl Request {
             self.add_http_request_header(cluster_header, &pool.cluster);
         }
         clear_route_cache();
-        if decision.set_cookie {
-            self.set_cookie = Some(config.set_cookie_header(&pool.name, https));
+        if let Some(value) = decision
+            .cookie
+            .and_then(|payload| config.encode_cookie(payload))
+        {
+            self.set_cookie = Some(config.set_cookie_header(&value, https));
         }
     }
 }

@@ -5,11 +5,16 @@
 //! host calls, tested natively. `filter` is the thin proxy-wasm glue, built
 //! only for wasm32.
 
+pub mod affinity;
+pub mod b64;
 pub mod config;
 pub mod cookie;
 pub mod decide;
+pub mod hash;
 pub mod pick;
+pub mod request;
 pub mod rng;
+pub mod rules;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

@@ -5,8 +5,16 @@ use rand_core::SeedableRng;
 
 use super::stats::{chi_square, chi_square_sf};
 use crate::config::Config;
-use crate::decide::{decide, Reason};
+use crate::decide::{decide, Decision, Reason};
+use crate::request::Request;
 use crate::rng::Xoshiro256pp;
+
+/// Decides for a request with these Cookie headers (and a path of /).
+fn with_cookies<R: rand_core::Rng>(c: &Config, cookies: &[&[u8]], rng: &mut R) -> Decision {
+    let mut headers = vec![(":path".to_string(), b"/".to_vec())];
+    headers.extend(cookies.iter().map(|v| ("cookie".to_string(), v.to_vec())));
+    decide(c, &Request::new(&headers), rng)
+}
 
 fn config(pools: &str) -> Config {
     Config::from_json(format!(r#"{{"pools": {pools}, "cookie": {{"name": "s"}}}}"#).as_bytes())
@@ -76,9 +84,11 @@ fn decision_table() {
         ),
     ];
     for (label, headers, pool, reason) in cases {
-        let d = decide(&c, headers.iter().copied(), &mut rng);
+        let d = with_cookies(&c, headers, &mut rng);
         assert_eq!(d.reason, *reason, "case {label:?}");
-        assert_eq!(d.set_cookie, *reason != Reason::Sticky, "case {label:?}");
+        let want_cookie =
+            (*reason != Reason::Sticky).then_some(crate::affinity::Payload::Pool(d.pool));
+        assert_eq!(d.cookie, want_cookie, "case {label:?}");
         if let Some(p) = pool {
             assert_eq!(d.pool, *p, "case {label:?}");
         }
@@ -89,10 +99,10 @@ fn decision_table() {
 fn drained_pool_keeps_pinned_users_and_gets_no_new_ones() {
     let c = config(r#"[{"name": "old", "weight": 0}, {"name": "new", "weight": 1}]"#);
     let mut rng = Xoshiro256pp::seed_from_u64(2);
-    let d = decide(&c, [&b"s=old"[..]], &mut rng);
-    assert_eq!((d.pool, d.reason, d.set_cookie), (0, Reason::Sticky, false));
+    let d = with_cookies(&c, &[b"s=old"], &mut rng);
+    assert_eq!((d.pool, d.reason, d.cookie), (0, Reason::Sticky, None));
     for _ in 0..10_000 {
-        assert_eq!(decide(&c, [], &mut rng).pool, 1);
+        assert_eq!(with_cookies(&c, &[], &mut rng).pool, 1);
     }
 }
 
@@ -117,7 +127,7 @@ fn new_users_follow_the_weights() {
         let mut rng = Xoshiro256pp::seed_from_u64(seed as u64 + 10);
         let mut counts = vec![0u64; weights.len()];
         for _ in 0..200_000 {
-            counts[decide(&c, [], &mut rng).pool] += 1;
+            counts[with_cookies(&c, &[], &mut rng).pool] += 1;
         }
         let (stat, df) = chi_square(&counts, weights);
         let p = chi_square_sf(stat, df);
@@ -137,7 +147,7 @@ fn the_split_test_detects_a_one_point_skew() {
     let mut rng = Xoshiro256pp::seed_from_u64(3);
     let mut counts = [0u64; 2];
     for _ in 0..200_000 {
-        counts[decide(&skewed, [], &mut rng).pool] += 1;
+        counts[with_cookies(&skewed, &[], &mut rng).pool] += 1;
     }
     let weights: Vec<u64> = c.pools.iter().map(|p| u64::from(p.weight)).collect();
     let (stat, df) = chi_square(&counts, &weights);

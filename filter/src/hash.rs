@@ -1,0 +1,98 @@
+//! Weighted rendezvous hashing: a deterministic, weighted choice of pool for
+//! a key, the same on every gateway replica, that moves as few keys as
+//! possible when weights change.
+//!
+//! Each pool scores a key as `weight / -ln(u)`, with `u` in (0, 1) a hash of
+//! the key and the pool's name; the highest score wins. For a fixed key,
+//! raising one pool's weight raises only that pool's score, so keys can only
+//! move into it; lowering it can only move keys out of it. Pools are
+//! identified by name, so adding or removing a pool leaves the others'
+//! scores as they were. Weight 0 scores 0 and never wins.
+
+/// 64-bit FNV-1a followed by the SplitMix64 finalizer: fixed (not seeded per
+/// process), so every replica computes the same value.
+pub fn key_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// The SplitMix64 finalizer: a bijection on u64 with full avalanche.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[derive(Debug, Clone)]
+pub struct Rendezvous {
+    /// (pool index, per-pool seed, weight) for pools with weight > 0.
+    live: Vec<(usize, u64, f64)>,
+}
+
+impl Rendezvous {
+    /// `pools`: (name, weight) in config order. `None` if no weight is above 0.
+    pub fn new<'a>(pools: impl IntoIterator<Item = (&'a str, u32)>) -> Option<Self> {
+        let live: Vec<(usize, u64, f64)> = pools
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (_, w))| *w > 0)
+            .map(|(i, (name, w))| (i, key_hash(name.as_bytes()), f64::from(w)))
+            .collect();
+        (!live.is_empty()).then_some(Rendezvous { live })
+    }
+
+    /// The pool for a key hash (from [`key_hash`]).
+    pub fn pick(&self, key: u64) -> usize {
+        let mut best = (f64::NEG_INFINITY, 0usize);
+        for &(index, seed, weight) in &self.live {
+            // 53 random bits, centred in their interval: u in (0, 1), never 0 or 1
+            let u = ((mix(key ^ seed) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let score = weight / -u.ln();
+            if score > best.0 {
+                best = (score, index);
+            }
+        }
+        best.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // computed independently (Python, same definitions)
+    const GOLDEN_KEY_HASH: u64 = 17_396_716_259_063_309_781;
+    const GOLDEN_PICKS: [usize; 24] = [
+        0, 0, 0, 2, 0, 0, 0, 1, 2, 2, 2, 0, 2, 2, 0, 2, 0, 1, 1, 1, 1, 1, 1, 0,
+    ];
+
+    fn ring(weights: &[(&'static str, u32)]) -> Rendezvous {
+        Rendezvous::new(weights.iter().copied()).unwrap()
+    }
+
+    /// Replicas (and successive releases) agree only if these never change.
+    #[test]
+    fn golden_values() {
+        assert_eq!(mix(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(key_hash(b"user-1"), GOLDEN_KEY_HASH);
+        let r = ring(&[("pool1", 50), ("pool2", 30), ("pool3", 20)]);
+        let picks: Vec<usize> = (0..24)
+            .map(|i| r.pick(key_hash(format!("user-{i}").as_bytes())))
+            .collect();
+        assert_eq!(picks, GOLDEN_PICKS);
+    }
+
+    #[test]
+    fn zero_weights_never_win_and_all_zero_is_refused() {
+        assert!(Rendezvous::new([("a", 0), ("b", 0)]).is_none());
+        let r = ring(&[("a", 0), ("b", 1), ("c", 0)]);
+        for k in 0..10_000u64 {
+            assert_eq!(r.pick(mix(k)), 1);
+        }
+    }
+}
