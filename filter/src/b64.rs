@@ -14,7 +14,9 @@ pub fn encode(bytes: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             let sextet = (n >> (18 - 6 * i)) & 63;
-            out.push(char::from(ALPHABET[sextet as usize & 63]));
+            if let Some(&c) = ALPHABET.get(sextet as usize) {
+                out.push(char::from(c));
+            }
         }
     }
     out

@@ -3,4 +3,5 @@
 
 mod config_table;
 mod decide_table;
+mod rollout_table;
 pub mod stats;
