@@ -25,10 +25,17 @@ def envoy_bin():
     return str(venv / "bin/envoy")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """`n` distinct free loopback ports (all held open while choosing, so the
+    kernel cannot hand out the same one twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def load(path=DEMO_CONFIG):
@@ -57,12 +64,15 @@ def plugin_config(config):
     return json.loads(wasm_filters(config)[0]["configuration"]["value"])
 
 
-def render(base, plugin=None, plugin_raw=None, ports=None, wasm=WASM):
+def render(base, plugin=None, plugin_raw=None, ports=None, wasm=WASM, vm_env=None):
     """A copy of `base` with the plugin config replaced (a dict, or raw text),
-    the module path made absolute, and ports moved: {old: new}."""
+    the module path made absolute, ports moved ({old: new}), and environment
+    variables given to the VM (`vm_env`, e.g. a signing key)."""
     config = copy.deepcopy(base)
     for f in wasm_filters(config):
         f["vm_config"]["code"]["local"]["filename"] = str(wasm)
+        if vm_env is not None:
+            f["vm_config"]["environment_variables"] = {"key_values": dict(vm_env)}
         if plugin is not None:
             f["configuration"]["value"] = json.dumps(plugin)
         if plugin_raw is not None:
@@ -99,13 +109,22 @@ class Envoy:
     unless `fixed_ports` is set. Use as a context manager."""
 
     def __init__(
-        self, base=None, plugin=None, workdir=None, fixed_ports=False, concurrency=2, log_level="info", edit=None
+        self,
+        base=None,
+        plugin=None,
+        workdir=None,
+        fixed_ports=False,
+        concurrency=2,
+        log_level="info",
+        edit=None,
+        vm_env=None,
     ):
         base = base if base is not None else load()
         mapping = None
         if not fixed_ports:
-            mapping = {port: free_port() for port in ports_of(base).values()}
-        self.config = render(base, plugin=plugin, ports=mapping)
+            old = sorted(set(ports_of(base).values()))
+            mapping = dict(zip(old, free_ports(len(old))))
+        self.config = render(base, plugin=plugin, ports=mapping, vm_env=vm_env)
         if edit:
             edit(self.config)
         self.ports = ports_of(self.config)
