@@ -261,18 +261,10 @@ impl Config {
         if raw.pools.is_empty() {
             return Err(ConfigError::new("pools", "must list at least one pool"));
         }
-        if raw.pools.len() > MAX_POOLS {
-            return Err(ConfigError::new(
-                "pools",
-                format!(
-                    "has {} pools; at most {MAX_POOLS} are allowed",
-                    raw.pools.len()
-                ),
-            ));
-        }
+        check_count("pools", raw.pools.len(), MAX_POOLS)?;
         let mut pools = Vec::with_capacity(raw.pools.len());
         for (i, p) in raw.pools.into_iter().enumerate() {
-            check_name(&format!("pools[{i}].name"), &p.name)?;
+            check_token(&format!("pools[{i}].name"), &p.name, "name")?;
             let cluster = match p.cluster {
                 Some(c) => {
                     if !token::is_visible_ascii(&c) || c.len() > MAX_CLUSTER_LEN {
@@ -362,15 +354,7 @@ impl Config {
             }
             None => None,
         };
-        if raw.rules.len() > MAX_RULES {
-            return Err(ConfigError::new(
-                "rules",
-                format!(
-                    "has {} rules; at most {MAX_RULES} are allowed",
-                    raw.rules.len()
-                ),
-            ));
-        }
+        check_count("rules", raw.rules.len(), MAX_RULES)?;
         let lookup = |name: &str| lookup_name(&pools, &by_name, name.as_bytes());
         let rules = raw
             .rules
@@ -384,13 +368,13 @@ impl Config {
                 header: Some(h),
                 cookie: None,
             }) => Some(HashOn::Header(
-                check_key_source("hashOn.header", &h)?.to_ascii_lowercase(),
+                check_token("hashOn.header", &h, "name")?.to_ascii_lowercase(),
             )),
             Some(RawHashOn {
                 header: None,
                 cookie: Some(c),
             }) => Some(HashOn::Cookie(
-                check_key_source("hashOn.cookie", &c)?.to_string(),
+                check_token("hashOn.cookie", &c, "name")?.to_string(),
             )),
             Some(_) => {
                 return Err(ConfigError::new(
@@ -531,16 +515,6 @@ fn lookup_name(pools: &[Pool], by_name: &[usize], name: &[u8]) -> Option<usize> 
         .and_then(|slot| by_name.get(slot).copied())
 }
 
-fn check_key_source<'a>(field: &str, name: &'a str) -> Result<&'a str, ConfigError> {
-    if !token::is_token(name) || name.len() > MAX_NAME_LEN {
-        return Err(ConfigError::new(
-            field,
-            format!("{name:?} is not a valid name (1 to {MAX_NAME_LEN} token characters)"),
-        ));
-    }
-    Ok(name)
-}
-
 /// Reads the signing key from the environment. The key itself is never put
 /// in an error or a log line.
 fn signing_key(var: &str, env: &impl Fn(&str) -> Option<Vec<u8>>) -> Result<Vec<u8>, ConfigError> {
@@ -571,13 +545,26 @@ fn name_of(pools: &[Pool], i: usize) -> &str {
     pools.get(i).map_or("", |p| p.name.as_str())
 }
 
-fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
-    if !token::is_token(name) || name.len() > MAX_NAME_LEN {
+/// A token of 1 to MAX_NAME_LEN characters: pool names, cookie names,
+/// header names, hashOn sources.
+fn check_token<'a>(field: &str, value: &'a str, what: &str) -> Result<&'a str, ConfigError> {
+    if !token::is_token(value) || value.len() > MAX_NAME_LEN {
         return Err(ConfigError::new(
             field,
             format!(
-                "{name:?} is not a valid name (1 to {MAX_NAME_LEN} characters: letters, digits or !#$%&'*+-.^_`|~)"
+                "{value:?} is not a valid {what} (1 to {MAX_NAME_LEN} characters: letters, digits or !#$%&'*+-.^_`|~)"
             ),
+        ));
+    }
+    Ok(value)
+}
+
+/// At most `max` entries in the list at `field`.
+fn check_count(field: &str, len: usize, max: usize) -> Result<(), ConfigError> {
+    if len > max {
+        return Err(ConfigError::new(
+            field,
+            format!("has {len} entries; at most {max} are allowed"),
         ));
     }
     Ok(())
@@ -604,12 +591,7 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
-    if !token::is_token(name) || name.len() > MAX_NAME_LEN {
-        return Err(ConfigError::new(
-            field,
-            format!("{name:?} is not a valid header name (1 to {MAX_NAME_LEN} token characters)"),
-        ));
-    }
+    check_token(field, name, "header name")?;
     let lower = name.to_ascii_lowercase();
     if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
         return Err(ConfigError::new(
@@ -624,12 +606,7 @@ fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
 
 fn validate_cookie(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
     let name = raw.name.unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_string());
-    if !token::is_token(&name) || name.len() > MAX_NAME_LEN {
-        return Err(ConfigError::new(
-            "cookie.name",
-            format!("{name:?} is not a valid cookie name (1 to {MAX_NAME_LEN} token characters)"),
-        ));
-    }
+    check_token("cookie.name", &name, "cookie name")?;
     let path = raw.path.unwrap_or_else(|| "/".to_string());
     if !token::is_cookie_path(&path) || path.len() > 1024 {
         return Err(ConfigError::new(

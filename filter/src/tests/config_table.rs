@@ -253,3 +253,26 @@ fn pool_lookup_by_cookie_bytes() {
         assert_eq!(c.pool_by_name(miss), None, "{miss:?}");
     }
 }
+
+#[test]
+fn list_lengths_are_bounded() {
+    let pools: Vec<String> = (0..1025)
+        .map(|i| format!(r#"{{"name": "p{i}", "weight": 1}}"#))
+        .collect();
+    let e =
+        Config::from_json(format!(r#"{{"pools": [{}]}}"#, pools.join(",")).as_bytes()).unwrap_err();
+    assert_eq!(
+        (e.field.as_str(), e.reason.as_str()),
+        ("pools", "has 1025 entries; at most 1024 are allowed")
+    );
+    let rules: Vec<&str> = (0..1025)
+        .map(|_| r#"{"match": {}, "pool": "pool1"}"#)
+        .collect();
+    let e = Config::from_json(with(&format!(r#""rules": [{}]"#, rules.join(","))).as_bytes())
+        .unwrap_err();
+    assert_eq!(e.field, "rules");
+    assert!(Config::from_json(
+        with(&format!(r#""rules": [{}]"#, rules[..1024].join(","))).as_bytes()
+    )
+    .is_ok());
+}
