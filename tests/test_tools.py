@@ -37,6 +37,18 @@ def gw(workdir, base_config):
     g.stop()
 
 
+def test_validator_reads_the_debug_header(workdir, base_config):
+    from stickysplit import envoy
+
+    plugin = envoy.plugin_config(base_config)
+    plugin["debugHeader"] = "x-sticky-split-debug"
+    with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g:
+        out = io.StringIO()
+        url = f"http://127.0.0.1:{g.gateway}/"
+        assert validate.run(url, {"pool1": 80, "pool2": 20}, 2500, "nginx-app-subset", 1e-6, 20, 3,
+                            "x-sticky-split-debug", out), out.getvalue()
+
+
 def test_validator_passes_the_true_weights_and_fails_wrong_ones(gw):
     url = f"http://127.0.0.1:{gw.gateway}/"
     out = io.StringIO()

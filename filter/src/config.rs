@@ -68,6 +68,7 @@ struct RawConfig {
     hash_on: Option<RawHashOn>,
     affinity: Option<Affinity>,
     generation: Option<String>,
+    debug_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +208,8 @@ pub struct Config {
     pub hash_on: Option<HashOn>,
     pub affinity: Affinity,
     pub generation: Option<String>,
+    /// Response header naming the pool and reason, when set.
+    pub debug_header: Option<String>,
     picker: WeightedPicker,
     rendezvous: Rendezvous,
     codec: Codec,
@@ -383,8 +386,22 @@ impl Config {
                 ))
             }
         };
+        let debug_header = match raw.debug_header {
+            Some(h) => {
+                let h = check_header_name("debugHeader", &h)?;
+                if h == route_header || cluster_header.as_deref() == Some(h.as_str()) {
+                    return Err(ConfigError::new(
+                        "debugHeader",
+                        "must differ from routeHeader and clusterHeader",
+                    ));
+                }
+                Some(h)
+            }
+            None => None,
+        };
         let set_cookie = SetCookieTemplate::new(&cookie);
         Ok(Config {
+            debug_header,
             pools,
             cookie,
             route_header,

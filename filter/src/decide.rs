@@ -22,8 +22,11 @@ use crate::request::Request;
 pub enum Reason {
     /// A rule matched.
     Rule,
-    /// The affinity cookie pins a configured pool (even one with weight 0).
+    /// The affinity cookie pins a configured pool with weight above 0.
     Sticky,
+    /// The affinity cookie pins a pool with weight 0 (draining): the user
+    /// stays there.
+    DrainedPinned,
     /// The pool is a function of the user key taken from `hashOn`.
     Hash,
     /// The affinity cookie holds a ramp key; its pool was recomputed.
@@ -41,9 +44,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Rule,
         Reason::Sticky,
+        Reason::DrainedPinned,
         Reason::Hash,
         Reason::Ramp,
         Reason::New,
@@ -52,10 +56,16 @@ impl Reason {
         Reason::Forged,
     ];
 
+    /// Position in [`Reason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Rule => "rule",
             Reason::Sticky => "sticky",
+            Reason::DrainedPinned => "drained-pinned",
             Reason::Hash => "hash",
             Reason::Ramp => "ramp",
             Reason::New => "new",
@@ -94,17 +104,22 @@ pub fn decide<R: Rng + ?Sized>(config: &Config, req: &Request, rng: &mut R) -> D
     for header in req.cookie_headers() {
         for value in crate::cookie::values(header, name) {
             match config.decode_cookie(value) {
-                Parsed::Valid(Payload::Pool(pool)) => {
-                    if config.pool(pool).is_some_and(|p| p.evict) {
-                        note(Reason::Evicted);
-                    } else {
+                Parsed::Valid(Payload::Pool(pool)) => match config.pool(pool) {
+                    Some(p) if p.evict => note(Reason::Evicted),
+                    Some(p) => {
+                        let reason = if p.weight == 0 {
+                            Reason::DrainedPinned
+                        } else {
+                            Reason::Sticky
+                        };
                         return Decision {
                             pool,
-                            reason: Reason::Sticky,
+                            reason,
                             cookie: None,
                         };
                     }
-                }
+                    None => note(Reason::Reassigned),
+                },
                 Parsed::Valid(Payload::RampKey(key)) => {
                     return Decision {
                         pool: config.pool_for_key(hash::mix(key)),

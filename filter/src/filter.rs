@@ -7,10 +7,11 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 use crate::config::Config;
 use crate::decide::{decide, Decision};
+use crate::metrics;
 use crate::request::Request;
 use crate::rng::Xoshiro256pp;
 
@@ -31,6 +32,7 @@ type SharedRng = Rc<RefCell<Xoshiro256pp>>;
 struct Root {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
+    counters: Rc<Vec<u32>>,
 }
 
 impl Context for Root {}
@@ -65,6 +67,17 @@ impl RootContext for Root {
                     config.cookie.name,
                     config.route_header
                 );
+                // Defined once per configuration; Envoy hands back the same
+                // counter for a name it already knows, so a reload keeps counts.
+                let counters: Result<Vec<u32>, Status> =
+                    metrics::all_counters(config.pools.iter().map(|p| p.name.as_str()))
+                        .iter()
+                        .map(|name| hostcalls::define_metric(MetricType::Counter, name))
+                        .collect();
+                match counters {
+                    Ok(ids) => self.counters = Rc::new(ids),
+                    Err(status) => log::warn!("metrics unavailable: {status:?}"),
+                }
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -79,7 +92,9 @@ impl RootContext for Root {
         Some(Box::new(HttpFilter {
             config: self.config.clone(),
             rng: self.rng.clone(),
+            counters: self.counters.clone(),
             set_cookie: None,
+            debug: None,
         }))
     }
 
@@ -91,8 +106,11 @@ impl RootContext for Root {
 struct HttpFilter {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
+    counters: Rc<Vec<u32>>,
     /// The Set-Cookie value to append to the response, when (re)assigned.
     set_cookie: Option<String>,
+    /// (header, value) of the debug header, when configured.
+    debug: Option<(String, String)>,
 }
 
 impl Context for HttpFilter {}
@@ -125,6 +143,9 @@ impl HttpContext for HttpFilter {
         if let Some(cookie) = self.set_cookie.take() {
             // Appended: the application's own Set-Cookie headers stay as they are.
             self.add_http_response_header("set-cookie", &cookie);
+        }
+        if let Some((name, value)) = self.debug.take() {
+            self.set_http_response_header(&name, Some(&value));
         }
         Action::Continue
     }
@@ -160,6 +181,18 @@ impl HttpFilter {
             .and_then(|payload| config.encode_cookie(payload))
         {
             self.set_cookie = Some(config.set_cookie_header(&value, https));
+        }
+        if let Some(id) = self
+            .counters
+            .get(metrics::slot(decision.pool, decision.reason))
+        {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+        if let Some(name) = &config.debug_header {
+            self.debug = Some((
+                name.clone(),
+                format!("pool={}; reason={}", pool.name, decision.reason.as_str()),
+            ));
         }
     }
 }

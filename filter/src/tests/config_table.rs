@@ -152,6 +152,9 @@ fn refusals_name_the_field() {
             "must differ",
         ),
         ("clusterHeader bad", with(r#""clusterHeader": "x pool""#), "clusterHeader", "not a valid header name"),
+        ("debugHeader bad", with(r#""debugHeader": "x;y""#), "debugHeader", "not a valid header name"),
+        ("debugHeader reserved", with(r#""debugHeader": "set-cookie""#), "debugHeader", "reserved"),
+        ("debugHeader clash", with(r#""debugHeader": "x-sticky-split-pool""#), "debugHeader", "must differ"),
     ];
     for (label, json, field, reason) in cases {
         match Config::from_json(json.as_bytes()) {
@@ -202,6 +205,7 @@ fn defaults() {
     assert_eq!(c.cookie.same_site, SameSite::Lax);
     assert_eq!(c.route_header, "x-sticky-split-pool");
     assert_eq!(c.cluster_header, None);
+    assert_eq!(c.debug_header, None);
 }
 
 #[test]

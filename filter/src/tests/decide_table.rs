@@ -100,7 +100,10 @@ fn drained_pool_keeps_pinned_users_and_gets_no_new_ones() {
     let c = config(r#"[{"name": "old", "weight": 0}, {"name": "new", "weight": 1}]"#);
     let mut rng = Xoshiro256pp::seed_from_u64(2);
     let d = with_cookies(&c, &[b"s=old"], &mut rng);
-    assert_eq!((d.pool, d.reason, d.cookie), (0, Reason::Sticky, None));
+    assert_eq!(
+        (d.pool, d.reason, d.cookie),
+        (0, Reason::DrainedPinned, None)
+    );
     for _ in 0..10_000 {
         assert_eq!(with_cookies(&c, &[], &mut rng).pool, 1);
     }

@@ -22,8 +22,14 @@ def parse_weights(text):
 
 
 def pool_of(resp, pool_header):
+    """The pool that served a response: from `pool_header` (a plain pool name,
+    or sticky-split's debug header `pool=<name>; reason=<reason>`), else the
+    body, as the seed's curl script reads it."""
     if pool_header:
-        return resp.header(pool_header)
+        value = resp.header(pool_header) or ""
+        if value.startswith("pool="):
+            return value.split(";", 1)[0][len("pool="):]
+        return value
     return resp.body.decode(errors="replace").strip()
 
 
@@ -110,7 +116,9 @@ def main(argv=None):
     ap.add_argument("--replay-users", type=int, default=100, help="users whose cookie is replayed (default 100)")
     ap.add_argument("--replay", type=int, default=10, help="requests per replayed user (default 10)")
     ap.add_argument(
-        "--pool-header", default="", help="response header naming the pool (default: the response body)"
+        "--pool-header",
+        default="",
+        help="response header naming the pool, e.g. the filter's debugHeader (default: the response body)",
     )
     a = ap.parse_args(argv)
     ok = run(a.url, a.weights, a.n, a.cookie, a.alpha, a.replay_users, a.replay, a.pool_header)

@@ -1,0 +1,55 @@
+//! Counter names: one counter per (pool, reason), defined once per VM when
+//! the config loads. Pool and reason are in the name, in a form Envoy's
+//! stats tag extraction turns into Prometheus labels (see README, Metrics):
+//!
+//! ```text
+//! sticky_split_requests_total_reason=<reason>_pool=<pool>
+//!   -> sticky_split_requests_total{reason="<reason>",pool="<pool>"}
+//! ```
+//! The pool comes last because pool names may contain `_` and `.`; reason
+//! names never do.
+
+use crate::decide::Reason;
+
+pub const REQUESTS_TOTAL: &str = "sticky_split_requests_total";
+
+pub fn counter_name(pool: &str, reason: Reason) -> String {
+    format!("{REQUESTS_TOTAL}_reason={}_pool={pool}", reason.as_str())
+}
+
+/// Position of the (pool, reason) counter in a table of
+/// `pools * Reason::ALL.len()` counters, pool-major.
+pub fn slot(pool: usize, reason: Reason) -> usize {
+    pool * Reason::ALL.len() + reason.index()
+}
+
+/// Every (slot, name) for these pool names, in slot order.
+pub fn all_counters<'a>(pools: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    pools
+        .into_iter()
+        .flat_map(|pool| Reason::ALL.iter().map(move |&r| counter_name(pool, r)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_slots_agree() {
+        let names = all_counters(["pool1", "v1.2_b"]);
+        assert_eq!(names.len(), 2 * Reason::ALL.len());
+        for (p, pool) in ["pool1", "v1.2_b"].iter().enumerate() {
+            for &r in &Reason::ALL {
+                assert_eq!(names[slot(p, r)], counter_name(pool, r));
+            }
+        }
+        assert_eq!(
+            counter_name("v1.2_b", Reason::DrainedPinned),
+            "sticky_split_requests_total_reason=drained-pinned_pool=v1.2_b"
+        );
+        assert!(Reason::ALL
+            .iter()
+            .all(|r| !r.as_str().contains(['_', '.', '='])));
+    }
+}

@@ -1,0 +1,127 @@
+"""Counters per pool and reason, read back from Envoy's Prometheus endpoint,
+and the debug header."""
+
+import re
+
+from conftest import assert_vm_healthy
+from stickysplit import envoy
+from stickysplit.http import Client
+
+COOKIE = "nginx-app-subset"
+REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "new", "reassigned", "evicted", "forged"]
+LINE = re.compile(r'^sticky_split_requests_total\{reason="([^"]+)",pool="([^"]+)"\} (\d+)$')
+
+
+def counters(gw):
+    out = {}
+    for line in gw.admin("/stats/prometheus").splitlines():
+        m = LINE.match(line)
+        if m:
+            out[(m.group(1), m.group(2))] = int(m.group(3))
+    return out
+
+
+def test_counts_match_the_traffic_sent(workdir, base_config):
+    with envoy.Envoy(base=base_config, workdir=workdir) as g, Client(g.gateway) as c:
+        before = counters(g)
+        assert set(before) == {(r, p) for r in REASONS for p in ("pool1", "pool2")}, "all defined up front"
+        assert set(before.values()) == {0}
+        served = {"pool1": 0, "pool2": 0}
+        for _ in range(300):
+            served[c.get("/").served_by] += 1
+        for _ in range(100):
+            c.get("/", [("Cookie", f"{COOKIE}=pool1")])
+        for _ in range(50):
+            c.get("/", [("Cookie", f"x=1; {COOKIE}=pool2")])
+        reassigned = {"pool1": 0, "pool2": 0}
+        for _ in range(20):
+            reassigned[c.get("/", [("Cookie", f"{COOKIE}=gone")]).served_by] += 1
+        got = counters(g)
+        want = {k: 0 for k in before}
+        want.update({
+            ("new", "pool1"): served["pool1"], ("new", "pool2"): served["pool2"],
+            ("sticky", "pool1"): 100, ("sticky", "pool2"): 50,
+            ("reassigned", "pool1"): reassigned["pool1"], ("reassigned", "pool2"): reassigned["pool2"],
+        })
+        assert got == want
+        assert_vm_healthy(g)
+
+
+def test_every_reason_is_counted_and_shown_in_the_debug_header(workdir, base_config):
+    """Three pools behind the cluster-header route (names with . and _ as
+    labels): a drained one, a live one, an evicted one; a rule, hashOn and
+    signed cookies, so that each reason happens a known number of times."""
+    plugin = envoy.plugin_config(base_config)
+    plugin.update({
+        "pools": [
+            {"name": "blue.v1_2", "weight": 0, "cluster": "pool1"},
+            {"name": "green", "weight": 1, "cluster": "pool2-cluster"},
+            {"name": "old", "weight": 0, "cluster": "pool1", "evict": True},
+        ],
+        "rules": [{"match": {"headers": [{"name": "x-beta", "present": True}]}, "pool": "blue.v1_2"}],
+        "hashOn": {"header": "x-user"},
+        "cookie": dict(plugin["cookie"], signingKeyEnv="K"),
+        "debugHeader": "x-sticky-split-debug",
+    })
+    with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir, vm_env={"K": "0123456789abcdef"}) as g:
+        path = "/via-cluster-header/"
+        with Client(g.gateway) as c:
+            def debug(headers=()):
+                r = c.get(path, list(headers))
+                # the cluster header routed it (these pool names are not the
+                # backends' own, so they answer 421 after saying who they are)
+                want = {"pool1": "pool1", "pool2-cluster": "pool2"}[r.header("x-seen-cluster")]
+                assert r.served_by == want
+                return r, r.header("x-sticky-split-debug")
+
+            r, d = debug()
+            assert d == "pool=green; reason=new"
+            green = r.cookies_set(COOKIE)[0].split(";")[0].split("=", 1)[1]
+            # the genuine (signed) cookie pins; an unsigned one is a forgery
+            for _ in range(4):
+                assert debug([("Cookie", f"{COOKIE}={green}")])[1] == "pool=green; reason=sticky"
+            for _ in range(3):
+                assert debug([("x-beta", "1")])[1] == "pool=blue.v1_2; reason=rule"
+            for _ in range(5):
+                assert debug([("x-user", "u-42")])[1] == "pool=green; reason=hash"
+            for _ in range(2):
+                assert debug([("Cookie", f"{COOKIE}=old")])[1] == "pool=green; reason=forged"
+        got = counters(g)
+    assert got[("new", "green")] == 1
+    assert got[("sticky", "green")] == 4
+    assert got[("rule", "blue.v1_2")] == 3
+    assert got[("hash", "green")] == 5
+    assert got[("forged", "green")] == 2
+    assert sum(got.values()) == 15
+    assert {p for _, p in got} == {"blue.v1_2", "green", "old"}
+
+
+def test_drained_evicted_and_ramp_reasons(workdir, base_config):
+    plugin = envoy.plugin_config(base_config)
+    plugin["pools"][0].update(weight=0)
+    plugin["pools"][1].update(weight=1)
+    plugin["debugHeader"] = "x-sticky-split-debug"
+    with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g, Client(g.gateway) as c:
+        for _ in range(7):
+            r = c.get("/", [("Cookie", f"{COOKIE}=pool1")])
+            assert r.header("x-sticky-split-debug") == "pool=pool1; reason=drained-pinned"
+        assert counters(g)[("drained-pinned", "pool1")] == 7
+    plugin["pools"][0]["evict"] = True
+    plugin["affinity"] = "ramp"
+    with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g, Client(g.gateway) as c:
+        for _ in range(6):
+            r = c.get("/", [("Cookie", f"{COOKIE}=pool1")])
+            assert r.header("x-sticky-split-debug") == "pool=pool2; reason=evicted"
+        key = r.cookies_set(COOKIE)[0].split(";")[0].split("=", 1)[1]
+        assert key.startswith("@")
+        for _ in range(4):
+            assert c.get("/", [("Cookie", f"{COOKIE}={key}")]).header("x-sticky-split-debug") == "pool=pool2; reason=ramp"
+        got = counters(g)
+        assert (got[("evicted", "pool2")], got[("ramp", "pool2")]) == (6, 4)
+        assert_vm_healthy(g)
+
+
+def test_no_debug_header_unless_configured(workdir, base_config):
+    with envoy.Envoy(base=base_config, workdir=workdir) as g:
+        r = Client(g.gateway).get("/")
+        assert r.header("x-sticky-split-debug") is None
