@@ -69,3 +69,10 @@ def test_a_different_module_changes_the_digest(tmp_path):
     other = tmp_path / "other.wasm"
     other.write_bytes(envoy.WASM.read_bytes() + b"\0")
     assert oci.build(other, tmp_path / "x")["manifest"] != oci.build(envoy.WASM, tmp_path / "y")["manifest"]
+
+
+def test_pin_writes_digest_and_tag(tmp_path):
+    wp = tmp_path / "wp.yaml"
+    wp.write_text("spec:\n  url: oci://ghcr.io/example/sticky-split:0.1.0\n  sha256: " + "0" * 64 + "\n  phase: X\n")
+    oci.pin([wp], "a" * 64, "0.2.0")
+    assert wp.read_text() == "spec:\n  url: oci://ghcr.io/example/sticky-split:0.2.0\n  sha256: " + "a" * 64 + "\n  phase: X\n"

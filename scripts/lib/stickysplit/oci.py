@@ -13,6 +13,7 @@ module always gives the same digests.
 
 import argparse
 import gzip
+import re
 import hashlib
 import io
 import json
@@ -116,10 +117,22 @@ def archive(layout_dir, tar_path):
                 tar.addfile(info)
 
 
+def pin(paths, digest, tag):
+    """Writes the image digest (and tag) into WasmPlugin manifests, in place."""
+    for path in paths:
+        text = Path(path).read_text()
+        text = re.sub(r"(?m)^(\s*sha256:\s*)[0-9a-f]{64}\s*$", lambda m: m.group(1) + digest, text)
+        text = re.sub(r"(?m)^(\s*url:\s*oci://[^\s:@]+(?::\d+)?/[^\s:@]+):[^\s@]+\s*$",
+                      lambda m: f"{m.group(1)}:{tag}", text)
+        Path(path).write_text(text)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="package-oci", description=__doc__.split("\n\n")[0])
     ap.add_argument("--tag", default=os.environ.get("TAG", "latest"))
     ap.add_argument("--out", default=str(envoy.REPO / "target/oci"))
+    ap.add_argument("--pin", nargs="*", default=[], metavar="WASMPLUGIN_YAML",
+                    help="write the image digest and tag into these WasmPlugin manifests")
     a = ap.parse_args(argv)
     layout = Path(a.out) / "sticky-split"
     if layout.exists():
@@ -135,6 +148,9 @@ def main(argv=None):
     print("WasmPlugin:")
     print(f"  url: oci://REGISTRY/sticky-split:{a.tag}")
     print(f"  sha256: {d['manifest'].split(':', 1)[1]}")
+    if a.pin:
+        pin(a.pin, d["manifest"].split(":", 1)[1], a.tag)
+        print(f"Pinned in: {', '.join(a.pin)}")
     print("Push (any of):")
     print(f"  skopeo copy oci:{layout}:{a.tag} docker://REGISTRY/sticky-split:{a.tag}")
     print(f"  oras cp --from-oci-layout {layout}:{a.tag} REGISTRY/sticky-split:{a.tag}")
