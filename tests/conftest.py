@@ -37,3 +37,13 @@ def assert_vm_healthy(gw):
     text = gw.log_text()
     bad = [line for line in text.splitlines() if any(m in line for m in VM_FAILURE_MARKS)]
     assert not bad, "\n".join(bad[:10])
+
+
+def vm_stats(gw):
+    """Envoy's counters about wasm VMs: {'created': n, ...} for the V8 runtime."""
+    out = {}
+    for line in gw.admin("/stats?filter=wasm").splitlines():
+        name, _, value = line.partition(": ")
+        if name.startswith("wasm.envoy.wasm.runtime.v8.") and value.strip().isdigit():
+            out[name.rsplit(".", 1)[1]] = int(value)
+    return out

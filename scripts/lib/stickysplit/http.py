@@ -69,3 +69,44 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def h2c_get(port, path="/", headers=(), host="127.0.0.1", timeout=10):
+    """One HTTP/2 request over cleartext with prior knowledge (h2c), with the
+    header fields exactly as given (e.g. cookies split into several fields)."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False)
+        )
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        sid = conn.get_next_available_stream_id()
+        fields = [(b":method", b"GET"), (b":path", path.encode()), (b":scheme", b"http"), (b":authority", b"localhost")]
+        fields += [(n.encode() if isinstance(n, str) else n, v.encode() if isinstance(v, str) else v) for n, v in headers]
+        conn.send_headers(sid, fields, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status, resp_headers, body, done = None, [], b"", False
+        while not done:
+            data = sock.recv(65535)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    resp_headers = [(k.decode().lower(), v.decode(errors="replace")) for k, v in ev.headers]
+                    status = int(dict(resp_headers)[":status"])
+                elif isinstance(ev, h2.events.DataReceived):
+                    body += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    done = True
+            sock.sendall(conn.data_to_send())
+        return Response(status, [(k, v) for k, v in resp_headers if not k.startswith(":")], body)
+    finally:
+        sock.close()
