@@ -23,3 +23,6 @@ mod filter;
 
 #[cfg(test)]
 mod tests;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;

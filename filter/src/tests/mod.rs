@@ -3,5 +3,6 @@
 
 mod config_table;
 mod decide_table;
+mod fuzz_corpus;
 mod rollout_table;
 pub mod stats;

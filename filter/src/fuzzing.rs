@@ -1,0 +1,119 @@
+//! Harnesses shared by the cargo-fuzz targets (`filter/fuzz`) and the native
+//! test that replays their corpora: each takes arbitrary bytes and drives one
+//! part of the filter the way the glue does. None may panic.
+
+use rand_core::SeedableRng;
+
+use crate::config::Config;
+use crate::decide::decide;
+use crate::hash::key_hash;
+use crate::metrics;
+use crate::request::Request;
+use crate::rng::Xoshiro256pp;
+
+const KEY: &[u8] = b"fuzzing key, 32 bytes long .....";
+
+fn env(_: &str) -> Option<Vec<u8>> {
+    Some(KEY.to_vec())
+}
+
+/// Configs the request harness chooses from (by the input's first byte).
+const CONFIGS: &[&str] = &[
+    r#"{"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}]}"#,
+    r#"{"pools": [{"name": "a", "weight": 0}, {"name": "b.v1_2", "weight": 3, "cluster": "outbound|80|b|svc"},
+        {"name": "c", "weight": 0, "evict": true}],
+       "cookie": {"name": "s", "signingKeyEnv": "K", "sameSite": "None"}, "generation": "g7",
+       "clusterHeader": "x-cluster", "debugHeader": "x-debug",
+       "rules": [{"match": {"headers": [{"name": "x-beta", "regex": "(yes|on)[0-9]*"}]}, "pool": "a", "sticky": true},
+                 {"match": {"path": {"prefix": "/v2/"}, "query": [{"name": "p", "present": true}]}, "pool": "c"},
+                 {"match": {"cookies": [{"name": "t", "suffix": "x"}]}, "pool": "b.v1_2"}],
+       "hashOn": {"header": "x-user"}}"#,
+    r#"{"pools": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}], "affinity": "ramp",
+       "hashOn": {"cookie": "session"}, "cookie": {"name": "s", "maxAge": 0}}"#,
+];
+
+/// Config parsing and validation, then the cookie and header strings a
+/// valid config produces.
+pub fn config(data: &[u8]) {
+    if let Ok(c) = Config::from_json_with_env(data, env) {
+        for i in 0..c.pools.len() {
+            if let Some(v) = c.encode_cookie(crate::affinity::Payload::Pool(i)) {
+                let _ = c.set_cookie_header(&v, i % 2 == 0);
+                let _ = c.decode_cookie(v.as_bytes());
+            }
+        }
+        let _ = c.pool_for_key(key_hash(data));
+    }
+}
+
+/// Cookie header parsing and cookie value checks. The first byte splits the
+/// input into a cookie name and a header.
+pub fn cookie(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let (name, header) = rest.split_at(usize::from(n).min(rest.len()));
+    let count = crate::cookie::values(header, name).count();
+    let _ = count;
+    for source in CONFIGS {
+        if let Ok(c) = Config::from_json_with_env(source.as_bytes(), env) {
+            for value in crate::cookie::values(header, c.cookie.name.as_bytes()) {
+                let _ = c.decode_cookie(value);
+            }
+            let _ = c.decode_cookie(header);
+        }
+    }
+}
+
+/// A whole request: the first byte picks a config (or, if 255, the bytes up
+/// to the first NUL are a config to try); the rest are header lines
+/// `name: value`, with `:path` among them if the input says so.
+pub fn request(data: &[u8]) {
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut parsed = None;
+    if selector == 255 {
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        let (json, tail) = rest.split_at(end);
+        parsed = Config::from_json_with_env(json, env).ok();
+        rest = tail.get(1..).unwrap_or_default();
+    }
+    let config = match parsed {
+        Some(c) => c,
+        None => {
+            let source = CONFIGS.get(usize::from(selector) % CONFIGS.len()).copied().unwrap_or_default();
+            match Config::from_json_with_env(source.as_bytes(), env) {
+                Ok(c) => c,
+                Err(_) => return,
+            }
+        }
+    };
+    let headers: Vec<(String, Vec<u8>)> = rest
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            // the name ends at the first ':' after its first byte (names like
+            // ":path" start with one)
+            let colon = line.iter().skip(1).position(|&b| b == b':')? + 1;
+            let (name, value) = line.split_at(colon);
+            let value = value.get(1..).unwrap_or_default();
+            Some((String::from_utf8_lossy(name).to_ascii_lowercase(), value.to_vec()))
+        })
+        .collect();
+    let req = Request::new(&headers);
+    let mut rng = Xoshiro256pp::seed_from_u64(key_hash(data));
+    let d = decide(&config, &req, &mut rng);
+    let pool = config.pool(d.pool).map(|p| p.name.clone()).unwrap_or_default();
+    let _ = metrics::slot(d.pool, d.reason);
+    if let Some(payload) = d.cookie {
+        if let Some(v) = config.encode_cookie(payload) {
+            let header = config.set_cookie_header(&v, req.is_https());
+            // what we write must read back as the same decision's pool
+            let again = config.decode_cookie(v.as_bytes());
+            assert!(
+                matches!(again, crate::affinity::Parsed::Valid(_)),
+                "issued cookie {header:?} for {pool} does not read back: {again:?}"
+            );
+        }
+    }
+}
