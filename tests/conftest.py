@@ -29,13 +29,16 @@ def start_gateway(workdir, base, plugin=None):
     return envoy.Envoy(base=base, plugin=plugin, workdir=workdir).start()
 
 
-VM_FAILURE_MARKS = ("panicked", "Function: proxy_on", "wasm trap", "Failed to load Wasm", "VM failed")
+RUNTIME_FAILURE_MARKS = ("panicked", "Function: proxy_on", "wasm trap", "RuntimeError")
+LOAD_FAILURE_MARKS = ("Failed to load Wasm", "VM failed")
 
 
-def assert_vm_healthy(gw):
-    """No panic, trap or failed callback in Envoy's log."""
+def assert_vm_healthy(gw, load_failures_expected=False):
+    """No panic, trap or failed callback in Envoy's log (nor a VM that failed
+    to load, unless the test pushed a bad config or module on purpose)."""
     text = gw.log_text()
-    bad = [line for line in text.splitlines() if any(m in line for m in VM_FAILURE_MARKS)]
+    marks = RUNTIME_FAILURE_MARKS + (() if load_failures_expected else LOAD_FAILURE_MARKS)
+    bad = [line for line in text.splitlines() if any(m in line for m in marks)]
     assert not bad, "\n".join(bad[:10])
 
 

@@ -132,14 +132,14 @@ class Envoy:
         self.concurrency = concurrency
         self.log_level = log_level
         self.proc = None
-        self.log_path = self.workdir / f"envoy-{self.ports['gateway']}.log"
+        self.log_path = self.workdir / f"envoy-{self.ports.get('gateway', self.ports['admin'])}.log"
 
     @property
     def gateway(self):
         return self.ports["gateway"]
 
     def start(self, timeout=60):
-        path = self.workdir / f"envoy-{self.ports['gateway']}.json"
+        path = self.workdir / f"envoy-{self.ports.get('gateway', self.ports['admin'])}.json"
         path.write_text(json.dumps(self.config))
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
