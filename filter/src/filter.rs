@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -33,6 +33,8 @@ struct Root {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
     counters: Rc<Vec<u32>>,
+    /// Gauge: this VM's linear memory in bytes, reported every second.
+    memory_gauge: Option<u32>,
 }
 
 impl Context for Root {}
@@ -48,7 +50,16 @@ impl RootContext for Root {
             log::warn!("the host gave no entropy; seeding pool choice from the clock");
         }
         self.rng = Some(Rc::new(RefCell::new(rng)));
+        self.memory_gauge = hostcalls::define_metric(MetricType::Gauge, metrics::VM_MEMORY_BYTES).ok();
+        self.set_tick_period(Duration::from_secs(1));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(id) = self.memory_gauge {
+            let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
+            let _ = hostcalls::record_metric(id, bytes);
+        }
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {

@@ -13,6 +13,10 @@ use crate::decide::Reason;
 
 pub const REQUESTS_TOTAL: &str = "sticky_split_requests_total";
 
+/// Gauge: a VM's linear memory in bytes (each VM reports its own every
+/// second into this one gauge; Wasm memory only grows, so a rise is growth).
+pub const VM_MEMORY_BYTES: &str = "sticky_split_vm_memory_bytes";
+
 pub fn counter_name(pool: &str, reason: Reason) -> String {
     format!("{REQUESTS_TOTAL}_reason={}_pool={pool}", reason.as_str())
 }
