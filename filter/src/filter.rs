@@ -50,7 +50,8 @@ impl RootContext for Root {
             log::warn!("the host gave no entropy; seeding pool choice from the clock");
         }
         self.rng = Some(Rc::new(RefCell::new(rng)));
-        self.memory_gauge = hostcalls::define_metric(MetricType::Gauge, metrics::VM_MEMORY_BYTES).ok();
+        self.memory_gauge =
+            hostcalls::define_metric(MetricType::Gauge, metrics::VM_MEMORY_BYTES).ok();
         self.set_tick_period(Duration::from_secs(1));
         true
     }

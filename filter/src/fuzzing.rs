@@ -82,7 +82,10 @@ pub fn request(data: &[u8]) {
     let config = match parsed {
         Some(c) => c,
         None => {
-            let source = CONFIGS.get(usize::from(selector) % CONFIGS.len()).copied().unwrap_or_default();
+            let source = CONFIGS
+                .get(usize::from(selector) % CONFIGS.len())
+                .copied()
+                .unwrap_or_default();
             match Config::from_json_with_env(source.as_bytes(), env) {
                 Ok(c) => c,
                 Err(_) => return,
@@ -97,13 +100,19 @@ pub fn request(data: &[u8]) {
             let colon = line.iter().skip(1).position(|&b| b == b':')? + 1;
             let (name, value) = line.split_at(colon);
             let value = value.get(1..).unwrap_or_default();
-            Some((String::from_utf8_lossy(name).to_ascii_lowercase(), value.to_vec()))
+            Some((
+                String::from_utf8_lossy(name).to_ascii_lowercase(),
+                value.to_vec(),
+            ))
         })
         .collect();
     let req = Request::new(&headers);
     let mut rng = Xoshiro256pp::seed_from_u64(key_hash(data));
     let d = decide(&config, &req, &mut rng);
-    let pool = config.pool(d.pool).map(|p| p.name.clone()).unwrap_or_default();
+    let pool = config
+        .pool(d.pool)
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
     let _ = metrics::slot(d.pool, d.reason);
     if let Some(payload) = d.cookie {
         if let Some(v) = config.encode_cookie(payload) {

@@ -21,8 +21,8 @@ pub mod token;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 
-#[cfg(test)]
-mod tests;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(test)]
+mod tests;
