@@ -1,0 +1,27 @@
+-- wrk request generator for scripts/bench. The mode (first script argument):
+--   mix     new users, returning users and 4 KiB-cookie users in turn
+--   short   returning users with a short Cookie header
+--   big     returning users with a 4 KiB Cookie header
+local mode = "mix"
+local reqs = {}
+
+function init(args)
+  mode = args[1] or "mix"
+  local filler = {}
+  for i = 1, 40 do filler[#filler + 1] = string.format("c%02d=%s", i, string.rep("v", 95)) end
+  local big = table.concat(filler, "; ")            -- ~4 KiB of other cookies
+  local new = wrk.format("GET", "/", {})
+  local short1 = wrk.format("GET", "/", { ["Cookie"] = "_ga=GA1.2.345; nginx-app-subset=pool1" })
+  local short2 = wrk.format("GET", "/", { ["Cookie"] = "_ga=GA1.2.345; nginx-app-subset=pool2" })
+  local big1 = wrk.format("GET", "/", { ["Cookie"] = big .. "; nginx-app-subset=pool1" })
+  local big2 = wrk.format("GET", "/", { ["Cookie"] = big .. "; nginx-app-subset=pool2" })
+  if mode == "short" then reqs = { short1, short2 }
+  elseif mode == "big" then reqs = { big1, big2 }
+  else reqs = { new, short1, big2, new, short2, big1 } end
+end
+
+local i = 0
+function request()
+  i = i + 1
+  return reqs[(i % #reqs) + 1]
+end
