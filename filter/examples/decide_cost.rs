@@ -1,0 +1,80 @@
+//! Native cost of the per-request decision, for the 80:20 config and the
+//! benchmark's large config (100 pools, 50 rules, hashOn), side by side.
+//!   cargo run --release -p sticky-split --example decide_cost
+//! Prints the median of 15 timings of 200,000 decisions each (ns/decision).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rand_core::SeedableRng;
+use sticky_split::config::Config;
+use sticky_split::decide::decide;
+use sticky_split::request::Request;
+use sticky_split::rng::Xoshiro256pp;
+
+fn large() -> String {
+    let mut pools = vec![r#"{"name": "pool1", "weight": 40}"#.to_string(), r#"{"name": "pool2", "weight": 10}"#.to_string()];
+    pools.extend((3..=100).map(|i| format!(r#"{{"name": "pool{i}", "weight": {}}}"#, 1 + i % 5)));
+    let kinds = ["exact", "prefix", "suffix", "contains", "regex"];
+    let rules: Vec<String> = (0..50)
+        .map(|i| {
+            let kind = kinds[i % 5];
+            let value = if kind == "regex" { format!("never-{i}-[0-9]+") } else { format!("never-{i}") };
+            format!(r#"{{"match": {{"headers": [{{"name": "x-bench-{}", "{kind}": "{value}"}}]}}, "pool": "pool{}"}}"#, i % 7, 3 + i)
+        })
+        .collect();
+    format!(
+        r#"{{"pools": [{}], "rules": [{}], "hashOn": {{"header": "x-user-id"}}, "cookie": {{"name": "nginx-app-subset"}}}}"#,
+        pools.join(","),
+        rules.join(",")
+    )
+}
+
+fn requests() -> Vec<Vec<(String, Vec<u8>)>> {
+    let base = |cookie: Option<String>| {
+        let mut h = vec![
+            (":authority".to_string(), b"127.0.0.1:10000".to_vec()),
+            (":path".to_string(), b"/".to_vec()),
+            (":method".to_string(), b"GET".to_vec()),
+            (":scheme".to_string(), b"http".to_vec()),
+            ("x-forwarded-proto".to_string(), b"http".to_vec()),
+            ("x-request-id".to_string(), b"0c8d1e7a-0000-4000-8000-000000000000".to_vec()),
+        ];
+        if let Some(c) = cookie {
+            h.push(("cookie".to_string(), c.into_bytes()));
+        }
+        h
+    };
+    let big: Vec<String> = (1..=40).map(|i| format!("c{i:02}={}", "v".repeat(95))).collect();
+    vec![
+        base(None),
+        base(Some("_ga=GA1.2.345; nginx-app-subset=pool1".into())),
+        base(Some(format!("{}; nginx-app-subset=pool2", big.join("; ")))),
+    ]
+}
+
+fn time(config: &Config, reqs: &[Vec<(String, Vec<u8>)>]) -> f64 {
+    let mut rng = Xoshiro256pp::seed_from_u64(1);
+    let mut samples: Vec<f64> = (0..15)
+        .map(|_| {
+            let start = Instant::now();
+            for i in 0..200_000 {
+                let req = Request::new(&reqs[i % reqs.len()]);
+                black_box(decide(config, &req, &mut rng));
+            }
+            start.elapsed().as_nanos() as f64 / 200_000.0
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[7]
+}
+
+fn main() {
+    let small = Config::from_json(br#"{"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}], "cookie": {"name": "nginx-app-subset"}}"#).unwrap();
+    let large = Config::from_json(large().as_bytes()).unwrap();
+    let reqs = requests();
+    let (a, b) = (time(&small, &reqs), time(&large, &reqs));
+    println!("decision cost, native, request mix (new / returning / 4 KiB cookie), median of 15 x 200,000:");
+    println!("  80:20 config:                      {a:8.1} ns");
+    println!("  large config (100 pools, 50 rules): {b:8.1} ns   ({:.2}x)", b / a);
+}
