@@ -3,6 +3,9 @@
 //!   cargo run --release -p sticky-split --example decide_cost
 //! Prints the median of 15 timings of 200,000 decisions each (ns/decision).
 
+// A measuring tool, not part of the filter: a panic here is a failed run.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -13,7 +16,10 @@ use sticky_split::request::Request;
 use sticky_split::rng::Xoshiro256pp;
 
 fn large() -> String {
-    let mut pools = vec![r#"{"name": "pool1", "weight": 40}"#.to_string(), r#"{"name": "pool2", "weight": 10}"#.to_string()];
+    let mut pools = vec![
+        r#"{"name": "pool1", "weight": 40}"#.to_string(),
+        r#"{"name": "pool2", "weight": 10}"#.to_string(),
+    ];
     pools.extend((3..=100).map(|i| format!(r#"{{"name": "pool{i}", "weight": {}}}"#, 1 + i % 5)));
     let kinds = ["exact", "prefix", "suffix", "contains", "regex"];
     let rules: Vec<String> = (0..50)
@@ -38,14 +44,19 @@ fn requests() -> Vec<Vec<(String, Vec<u8>)>> {
             (":method".to_string(), b"GET".to_vec()),
             (":scheme".to_string(), b"http".to_vec()),
             ("x-forwarded-proto".to_string(), b"http".to_vec()),
-            ("x-request-id".to_string(), b"0c8d1e7a-0000-4000-8000-000000000000".to_vec()),
+            (
+                "x-request-id".to_string(),
+                b"0c8d1e7a-0000-4000-8000-000000000000".to_vec(),
+            ),
         ];
         if let Some(c) = cookie {
             h.push(("cookie".to_string(), c.into_bytes()));
         }
         h
     };
-    let big: Vec<String> = (1..=40).map(|i| format!("c{i:02}={}", "v".repeat(95))).collect();
+    let big: Vec<String> = (1..=40)
+        .map(|i| format!("c{i:02}={}", "v".repeat(95)))
+        .collect();
     vec![
         base(None),
         base(Some("_ga=GA1.2.345; nginx-app-subset=pool1".into())),
@@ -76,5 +87,8 @@ fn main() {
     let (a, b) = (time(&small, &reqs), time(&large, &reqs));
     println!("decision cost, native, request mix (new / returning / 4 KiB cookie), median of 15 x 200,000:");
     println!("  80:20 config:                      {a:8.1} ns");
-    println!("  large config (100 pools, 50 rules): {b:8.1} ns   ({:.2}x)", b / a);
+    println!(
+        "  large config (100 pools, 50 rules): {b:8.1} ns   ({:.2}x)",
+        b / a
+    );
 }
