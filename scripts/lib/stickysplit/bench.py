@@ -201,6 +201,8 @@ def paired(a, b, seconds, mode, connections, mode_b=None):
 
 
 def quartiles(xs):
+    if len(xs) < 2:
+        return xs[0], xs[0], xs[0]
     q = statistics.quantiles(xs, n=4, method="inclusive")
     return q[0], statistics.median(xs), q[2]
 
