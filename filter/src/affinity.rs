@@ -14,6 +14,8 @@
 //!   truncated to 128 bits, base64url (22 characters), so the last `.` starts
 //!   it. Pool names may contain dots; those two rules keep parsing unambiguous.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -80,14 +82,14 @@ impl Codec {
         }
     }
 
-    pub fn encode(
+    pub fn encode<'n>(
         &self,
         payload: Payload,
-        pool_name: impl Fn(usize) -> Option<String>,
+        pool_name: impl Fn(usize) -> Option<&'n str>,
     ) -> Option<String> {
-        let body = match payload {
-            Payload::Pool(i) => pool_name(i)?,
-            Payload::RampKey(k) => format!("@{}", b64::encode(&k.to_be_bytes())),
+        let body: Cow<'n, str> = match payload {
+            Payload::Pool(i) => Cow::Borrowed(pool_name(i)?),
+            Payload::RampKey(k) => Cow::Owned(format!("@{}", b64::encode(&k.to_be_bytes()))),
         };
         let mut out = String::with_capacity(body.len() + 48);
         if let Some(g) = &self.generation {
@@ -121,7 +123,7 @@ impl Codec {
     pub fn decode(&self, value: &[u8], pool_index: impl Fn(&[u8]) -> Option<usize>) -> Parsed {
         let mut rest = value;
         let mut tag = [0u8; MAC_BYTES];
-        let signed = if self.signer.is_some() {
+        if self.signer.is_some() {
             let Some(dot) = rest.iter().rposition(|&b| b == b'.') else {
                 return Parsed::Forged;
             };
@@ -131,10 +133,7 @@ impl Codec {
                 _ => return Parsed::Forged,
             }
             rest = body;
-            true
-        } else {
-            false
-        };
+        }
         let (generation, payload) = if self.generation.is_some() {
             match rest.iter().position(|&b| b == b'.') {
                 Some(dot) => (
@@ -146,7 +145,7 @@ impl Codec {
         } else {
             (&b""[..], rest)
         };
-        if let (true, Some(signer)) = (signed, &self.signer) {
+        if let Some(signer) = &self.signer {
             if self
                 .mac(signer.clone(), generation, payload)
                 .verify_truncated_left(&tag)
@@ -183,8 +182,8 @@ mod tests {
         POOLS.iter().position(|p| p.as_bytes() == name)
     }
 
-    fn name(i: usize) -> Option<String> {
-        POOLS.get(i).map(|s| s.to_string())
+    fn name(i: usize) -> Option<&'static str> {
+        POOLS.get(i).copied()
     }
 
     fn codec(generation: Option<&str>, key: Option<&[u8]>) -> Codec {

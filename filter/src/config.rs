@@ -436,7 +436,7 @@ impl Config {
     /// The affinity cookie value for a payload.
     pub fn encode_cookie(&self, payload: Payload) -> Option<String> {
         self.codec
-            .encode(payload, |i| self.pool(i).map(|p| p.name.clone()))
+            .encode(payload, |i| self.pool(i).map(|p| p.name.as_str()))
     }
 
     /// Picks a pool in proportion to the weights from one uniform 64-bit draw.

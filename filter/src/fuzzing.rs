@@ -62,8 +62,7 @@ pub fn cookie(data: &[u8]) {
         return;
     };
     let (name, header) = rest.split_at(usize::from(n).min(rest.len()));
-    let count = crate::cookie::values(header, name).count();
-    let _ = count;
+    let _ = crate::cookie::values(header, name).count();
     PARSED.with(|configs| {
         for c in configs {
             for value in crate::cookie::values(header, c.cookie.name.as_bytes()) {
