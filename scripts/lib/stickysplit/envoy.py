@@ -25,6 +25,23 @@ def envoy_bin():
     return str(venv / "bin/envoy")
 
 
+def admin_get(port, path):
+    """GET on an Envoy admin endpoint (127.0.0.1), as text."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def read_stats(port, regex):
+    """{stat name: value} of the counters and gauges whose names match
+    `regex` (histograms, which have no single value, are left out)."""
+    out = {}
+    for line in admin_get(port, f"/stats?filter={regex}").splitlines():
+        name, _, value = line.partition(": ")
+        if value.strip().isdigit():
+            out[name] = int(value)
+    return out
+
+
 def free_ports(n):
     """`n` distinct free loopback ports (all held open while choosing, so the
     kernel cannot hand out the same one twice)."""
@@ -165,9 +182,10 @@ class Envoy:
         raise RuntimeError(f"envoy not ready after {timeout}s:\n{self.log_tail()}")
 
     def admin(self, path):
-        url = f"http://127.0.0.1:{self.ports['admin']}{path}"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.read().decode()
+        return admin_get(self.ports["admin"], path)
+
+    def stats(self, regex):
+        return read_stats(self.ports["admin"], regex)
 
     def log_text(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -75,12 +75,8 @@ class LiveGateway:
         os.replace(tmp, self.lds)  # atomic: Envoy sees the move in the watched directory
 
     def lds_counts(self):
-        out = {}
-        for line in self.envoy.admin("/stats?filter=listener_manager.lds.update_").splitlines():
-            name, _, value = line.partition(": ")
-            if value.strip().isdigit():  # counters; the histogram says "No recorded values"
-                out[name.rsplit(".", 1)[1]] = int(value)
-        return out
+        stats = self.envoy.stats("listener_manager.lds.update_")
+        return {name.rsplit(".", 1)[1]: value for name, value in stats.items()}
 
     def push(self, timeout=20, **kw):
         """Writes a new listener and waits until Envoy accepted or rejected it;

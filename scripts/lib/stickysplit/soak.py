@@ -23,12 +23,7 @@ def rss_kib(pid):
 
 
 def gauges(gw):
-    out = {}
-    for line in gw.admin("/stats?filter=(sticky_split_vm_memory_bytes|wasm.envoy.wasm.runtime.v8)").splitlines():
-        name, _, value = line.partition(": ")
-        if value.strip().isdigit():
-            out[name] = int(value)
-    return out
+    return gw.stats("(sticky_split_vm_memory_bytes|wasm.envoy.wasm.runtime.v8)")
 
 
 ODD = [
