@@ -8,20 +8,77 @@ use crate::config::{CookieSpec, Secure};
 /// around names and values, an optional pair of double quotes around a value
 /// (RFC 6265 allows them; they are not part of the value). Pairs without `=`
 /// and pairs whose bytes are not UTF-8 are skipped as other cookies would be.
-/// Names compare exactly (cookie names are case-sensitive).
+/// Names compare exactly (cookie names are case-sensitive); an empty name
+/// has no values.
+///
+/// Headers run to kilobytes of other cookies, so the scan does not split
+/// every pair: it jumps between occurrences of the name's first byte (eight
+/// bytes per step) and looks at the pair only where the name starts one.
 pub fn values<'h, 'n>(
     header: &'h [u8],
     name: &'n [u8],
 ) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
-    header.split(|&b| b == b';').filter_map(move |pair| {
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        let (key, rest) = pair.split_at(eq);
-        if trim(key) != name {
-            return None;
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let first = *name.first()?;
+        loop {
+            let at = from + find_byte(header.get(from..)?, first)?;
+            from = at + 1;
+            if let Some((value, end)) = pair_at(header, at, name) {
+                from = end;
+                return Some(value);
+            }
         }
-        let value = trim(rest.get(1..).unwrap_or_default());
-        Some(unquote(value))
     })
+}
+
+/// The value of the pair whose name is `name` starting at `at`, and where the
+/// pair ends; `None` when `name` does not start a pair there.
+fn pair_at<'h>(header: &'h [u8], at: usize, name: &[u8]) -> Option<(&'h [u8], usize)> {
+    // the name must be the first non-blank bytes after `;` (or the start)
+    let before = header.get(..at)?;
+    if !matches!(trim(before).last(), None | Some(b';')) {
+        return None;
+    }
+    let rest = header.get(at..)?.strip_prefix(name)?;
+    let end = at + name.len() + find_byte(rest, b';').unwrap_or(rest.len());
+    let pair_rest = header.get(at + name.len()..end)?;
+    // blanks, then `=`; anything else means a longer name or no value
+    let after_name = trim_start(pair_rest);
+    let value = after_name.strip_prefix(b"=")?;
+    Some((unquote(trim(value)), end))
+}
+
+/// Position of the first `byte` in `hay`, eight bytes per step (SWAR).
+pub fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(u64::from(byte));
+    let mut chunks = hay.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // a zero byte in x is a match: the classic has-zero-byte test
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == byte)
+        .map(|i| offset + i)
+}
+
+fn trim_start(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    s
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -141,6 +198,58 @@ mod tests {
             let got = all(header, "s");
             let want: Vec<Vec<u8>> = want.iter().map(|v| v.to_vec()).collect();
             assert_eq!(got, want, "case {label:?}");
+        }
+    }
+
+    /// The definition, pair by pair: what `values` must agree with.
+    fn values_by_split<'h>(header: &'h [u8], name: &[u8]) -> Vec<&'h [u8]> {
+        header
+            .split(|&b| b == b';')
+            .filter_map(|pair| {
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                let (key, rest) = pair.split_at(eq);
+                (!name.is_empty() && trim(key) == name).then(|| unquote(trim(&rest[1..])))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scan_agrees_with_pair_by_pair_parsing() {
+        // headers made of the bytes that matter, from a fixed-seed generator
+        let alphabet = b"ss=;; \t\"x\xffa";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let len = (next() % 24) as usize;
+            let header: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            for name in [&b"s"[..], b"ss", b"x", b"sx"] {
+                let got: Vec<&[u8]> = values(&header, name).collect();
+                assert_eq!(got, values_by_split(&header, name), "{header:?} {name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn find_byte_agrees_with_a_plain_scan() {
+        let hay: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        for start in 0..20 {
+            for len in [0, 1, 7, 8, 9, 15, 16, 17, 100, 180] {
+                let h = &hay[start..start + len];
+                for byte in [0u8, 1, 37, 74, 128, 250, 255] {
+                    assert_eq!(
+                        find_byte(h, byte),
+                        h.iter().position(|&b| b == byte),
+                        "start {start} len {len} byte {byte}"
+                    );
+                }
+            }
         }
     }
 
