@@ -2,6 +2,7 @@
 and the debug header."""
 
 import re
+import time
 
 from conftest import assert_vm_healthy
 from stickysplit import envoy
@@ -9,10 +10,15 @@ from stickysplit.http import Client
 
 COOKIE = "nginx-app-subset"
 REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "new", "reassigned", "evicted", "forged"]
+# the filter counts in the VM and hands the counts to Envoy on its 1 s tick
+FLUSH_SECONDS = 1.5
 LINE = re.compile(r'^sticky_split_requests_total\{reason="([^"]+)",pool="([^"]+)"\} (\d+)$')
 
 
-def counters(gw):
+def counters(gw, settle=True):
+    """The counters, after the filter's once-a-second flush when `settle`."""
+    if settle:
+        time.sleep(FLUSH_SECONDS)
     out = {}
     for line in gw.admin("/stats/prometheus").splitlines():
         m = LINE.match(line)
@@ -23,7 +29,7 @@ def counters(gw):
 
 def test_counts_match_the_traffic_sent(workdir, base_config):
     with envoy.Envoy(base=base_config, workdir=workdir) as g, Client(g.gateway) as c:
-        before = counters(g)
+        before = counters(g, settle=False)
         assert set(before) == {(r, p) for r in REASONS for p in ("pool1", "pool2")}, "all defined up front"
         assert set(before.values()) == {0}
         served = {"pool1": 0, "pool2": 0}

@@ -216,6 +216,20 @@ pub struct Config {
     /// Pool indexes sorted by name, for lookups of cookie values (bytes).
     by_name: Vec<usize>,
     set_cookie: SetCookieTemplate,
+    reads: Reads,
+}
+
+/// What the decision reads from a request, worked out once per config so
+/// the glue fetches only that from the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Request headers other than the path and cookies (header rules, a
+    /// `hashOn` header): the whole header map, since a header may repeat.
+    pub header_map: bool,
+    /// `:path` (path and query rules).
+    pub path: bool,
+    /// Cookies other than the affinity cookie (cookie rules, `hashOn`).
+    pub other_cookies: Vec<String>,
 }
 
 impl Config {
@@ -400,6 +414,23 @@ impl Config {
             None => None,
         };
         let set_cookie = SetCookieTemplate::new(&cookie);
+        let mut other_cookies: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r.cookie_names().map(str::to_string))
+            .chain(match &hash_on {
+                Some(HashOn::Cookie(c)) => Some(c.clone()),
+                _ => None,
+            })
+            .filter(|c| *c != cookie.name)
+            .collect();
+        other_cookies.sort();
+        other_cookies.dedup();
+        let reads = Reads {
+            header_map: rules.iter().any(Rule::reads_headers)
+                || matches!(hash_on, Some(HashOn::Header(_))),
+            path: rules.iter().any(Rule::reads_path),
+            other_cookies,
+        };
         Ok(Config {
             debug_header,
             pools,
@@ -415,7 +446,13 @@ impl Config {
             codec,
             by_name,
             set_cookie,
+            reads,
         })
+    }
+
+    /// What the decision reads from a request.
+    pub fn reads(&self) -> &Reads {
+        &self.reads
     }
 
     /// The pool whose name is exactly `name` (bytes from a cookie).

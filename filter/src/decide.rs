@@ -159,6 +159,26 @@ pub fn decide<R: Rng + ?Sized>(config: &Config, req: &Request, rng: &mut R) -> D
     }
 }
 
+/// Whether a decision made from only the first Cookie header a request
+/// carries (`first`) is the one all its Cookie headers would give.
+///
+/// Envoy's single-value getter returns the first header of a name, and
+/// reading the whole map costs more; a request rarely repeats Cookie (HTTP/2
+/// and HTTP/3 crumbs are joined by Envoy; HTTP/1.1 clients must send one).
+/// The first header settles the decision when every cookie the config reads
+/// besides the affinity cookie is in it, and the affinity cookie's first valid
+/// value is in it (or a rule decided). Otherwise the glue reads the map.
+pub fn settled_by_first_cookie_header(config: &Config, first: &[u8], decision: &Decision) -> bool {
+    matches!(
+        decision.reason,
+        Reason::Rule | Reason::Sticky | Reason::DrainedPinned | Reason::Ramp
+    ) && config.reads().other_cookies.iter().all(|name| {
+        crate::cookie::values(first, name.as_bytes())
+            .next()
+            .is_some()
+    })
+}
+
 /// The hash of the `hashOn` user key, if the request has a non-empty one.
 fn hash_key(config: &Config, req: &Request) -> Option<u64> {
     let key_hash = |key: &[u8]| (!key.is_empty()).then(|| hash::key_hash(key));

@@ -10,8 +10,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 use crate::config::Config;
-use crate::decide::{decide, Decision};
-use crate::metrics;
+use crate::config::Secure;
+use crate::decide::{decide, settled_by_first_cookie_header, Decision};
+use crate::metrics::{self, Pending};
 use crate::request::Request;
 use crate::rng::Xoshiro256pp;
 
@@ -32,12 +33,31 @@ type SharedRng = Rc<RefCell<Xoshiro256pp>>;
 struct Root {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
-    counters: Rc<Vec<u32>>,
+    counters: Rc<Pending>,
+    /// Counters of earlier configurations, flushed until no stream holds them.
+    retired: Vec<Rc<Pending>>,
     /// Gauge: this VM's linear memory in bytes, reported every second.
     memory_gauge: Option<u32>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        self.flush_counters();
+        true
+    }
+}
+
+impl Root {
+    /// Hands the counts gathered since the last flush to the host.
+    fn flush_counters(&mut self) {
+        for pending in std::iter::once(&self.counters).chain(&self.retired) {
+            for (id, n) in pending.drain() {
+                let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        self.retired.retain(|p| Rc::strong_count(p) > 1);
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -57,6 +77,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        self.flush_counters();
         if let Some(id) = self.memory_gauge {
             let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
             let _ = hostcalls::record_metric(id, bytes);
@@ -86,10 +107,13 @@ impl RootContext for Root {
                         .iter()
                         .map(|name| hostcalls::define_metric(MetricType::Counter, name))
                         .collect();
+                let old = std::mem::take(&mut self.counters);
+                self.retired.push(old);
                 match counters {
-                    Ok(ids) => self.counters = Rc::new(ids),
+                    Ok(ids) => self.counters = Rc::new(Pending::new(ids)),
                     Err(status) => log::warn!("metrics unavailable: {status:?}"),
                 }
+                self.flush_counters();
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -118,7 +142,7 @@ impl RootContext for Root {
 struct HttpFilter {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
-    counters: Rc<Vec<u32>>,
+    counters: Rc<Pending>,
     /// The Set-Cookie value to append to the response, when (re)assigned.
     set_cookie: Option<String>,
     /// (header, value) of the debug header, when configured.
@@ -132,22 +156,42 @@ impl HttpContext for HttpFilter {
         let (Some(config), Some(rng)) = (self.config.clone(), self.rng.clone()) else {
             return Action::Continue;
         };
-        // One host call for the whole map: Envoy's single-value getter returns
-        // only the first Cookie header, and a request may carry several.
-        let headers = self.get_http_request_headers_bytes();
-        let req = Request::new(&headers);
-        let decision = match rng.try_borrow_mut() {
-            Ok(mut rng) => decide(&config, &req, &mut *rng),
+        let Ok(mut rng) = rng.try_borrow_mut() else {
             // Not reachable in a single-threaded VM; still, never panic.
-            Err(_) => decide(&config, &req, &mut Xoshiro256pp::from_entropy_or(0).0),
+            return Action::Continue;
         };
-        let forged_route = req.header(&config.route_header).is_some();
-        let forged_cluster = config
-            .cluster_header
-            .as_deref()
-            .is_some_and(|h| req.header(h).is_some());
-        let https = req.is_https();
-        self.apply(&config, decision, forged_route, forged_cluster, https);
+        let decision = if config.reads().header_map {
+            let headers = self.get_http_request_headers_bytes();
+            decide(&config, &Request::new(&headers), &mut *rng)
+        } else {
+            // Only what the config reads, one host call each: the first
+            // Cookie header, and the path if rules look at it.
+            let mut headers = Vec::with_capacity(2);
+            if config.reads().path {
+                if let Some(path) = self.get_http_request_header_bytes(":path") {
+                    headers.push((":path".to_string(), path));
+                }
+            }
+            let first = self.get_http_request_header_bytes("cookie");
+            let has_cookies = first.is_some();
+            if let Some(cookie) = first {
+                headers.push(("cookie".to_string(), cookie));
+            }
+            let partial = decide(&config, &Request::new(&headers), &mut *rng);
+            let settled = headers
+                .last()
+                .filter(|(name, _)| name == "cookie")
+                .is_none_or(|(_, first)| settled_by_first_cookie_header(&config, first, &partial));
+            if has_cookies && !settled {
+                // Another Cookie header may hold what the first lacks.
+                let headers = self.get_http_request_headers_bytes();
+                decide(&config, &Request::new(&headers), &mut *rng)
+            } else {
+                partial
+            }
+        };
+        drop(rng);
+        self.apply(&config, decision);
         Action::Continue
     }
 
@@ -164,42 +208,31 @@ impl HttpContext for HttpFilter {
 }
 
 impl HttpFilter {
-    fn apply(
-        &mut self,
-        config: &Config,
-        decision: Decision,
-        forged_route: bool,
-        forged_cluster: bool,
-        https: bool,
-    ) {
+    fn apply(&mut self, config: &Config, decision: Decision) {
         let Some(pool) = config.pool(decision.pool) else {
             return;
         };
-        // A client must not choose its pool by sending these headers: drop
-        // every copy it sent, then set ours.
-        if forged_route {
-            self.remove_http_request_header(&config.route_header);
-        }
-        self.add_http_request_header(&config.route_header, &pool.name);
+        // Replace, not add: every copy a client sent is dropped, so a client
+        // cannot choose its pool by sending these headers.
+        self.set_http_request_header(&config.route_header, Some(&pool.name));
         if let Some(cluster_header) = &config.cluster_header {
-            if forged_cluster {
-                self.remove_http_request_header(cluster_header);
-            }
-            self.add_http_request_header(cluster_header, &pool.cluster);
+            self.set_http_request_header(cluster_header, Some(&pool.cluster));
         }
         clear_route_cache();
         if let Some(value) = decision
             .cookie
             .and_then(|payload| config.encode_cookie(payload))
         {
+            // `:scheme` is read only when it matters: a cookie is issued and
+            // Secure follows the request.
+            let https = config.cookie.secure == Secure::Auto
+                && self
+                    .get_http_request_header_bytes(":scheme")
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"https"));
             self.set_cookie = Some(config.set_cookie_header(&value, https));
         }
-        if let Some(id) = self
-            .counters
-            .get(metrics::slot(decision.pool, decision.reason))
-        {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
+        self.counters
+            .count(metrics::slot(decision.pool, decision.reason));
         if let Some(name) = &config.debug_header {
             self.debug = Some((
                 name.clone(),

@@ -9,6 +9,8 @@
 //! The pool comes last because pool names may contain `_` and `.`; reason
 //! names never do.
 
+use std::cell::Cell;
+
 use crate::decide::Reason;
 
 pub const REQUESTS_TOTAL: &str = "sticky_split_requests_total";
@@ -35,9 +37,56 @@ pub fn all_counters<'a>(pools: impl IntoIterator<Item = &'a str>) -> Vec<String>
         .collect()
 }
 
+/// Counts per (pool, reason) held in the VM between flushes to the host: a
+/// host call per request would cost more than the counting. The glue flushes
+/// every second (the VM's tick), so counters trail the traffic by at most that.
+#[derive(Debug, Default)]
+pub struct Pending {
+    ids: Vec<u32>,
+    counts: Vec<Cell<u64>>,
+}
+
+impl Pending {
+    /// `ids[slot]` is the host's metric id for that slot.
+    pub fn new(ids: Vec<u32>) -> Self {
+        let counts = ids.iter().map(|_| Cell::new(0)).collect();
+        Pending { ids, counts }
+    }
+
+    pub fn count(&self, slot: usize) {
+        if let Some(c) = self.counts.get(slot) {
+            c.set(c.get().saturating_add(1));
+        }
+    }
+
+    /// Every (metric id, count) not yet flushed, zeroing them.
+    pub fn drain(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.ids
+            .iter()
+            .zip(&self.counts)
+            .filter_map(|(&id, c)| match c.take() {
+                0 => None,
+                n => Some((id, n)),
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_counts_drain_once() {
+        let p = Pending::new(vec![7, 8, 9]);
+        p.count(0);
+        p.count(2);
+        p.count(2);
+        p.count(3); // no such slot: ignored
+        assert_eq!(p.drain().collect::<Vec<_>>(), vec![(7, 1), (9, 2)]);
+        assert_eq!(p.drain().count(), 0);
+        p.count(1);
+        assert_eq!(p.drain().collect::<Vec<_>>(), vec![(8, 1)]);
+    }
 
     #[test]
     fn names_and_slots_agree() {

@@ -87,6 +87,21 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule reads request headers (beyond the path and cookies).
+    pub fn reads_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
+    /// Whether the rule reads `:path` (the path or the query string).
+    pub fn reads_path(&self) -> bool {
+        self.path.is_some() || !self.query.is_empty()
+    }
+
+    /// The cookies the rule reads.
+    pub fn cookie_names(&self) -> impl Iterator<Item = &str> {
+        self.cookies.iter().map(|c| c.name.as_str())
+    }
+
     pub fn matches(&self, req: &Request) -> bool {
         self.path
             .as_ref()

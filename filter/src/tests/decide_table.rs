@@ -156,3 +156,68 @@ fn the_split_test_detects_a_one_point_skew() {
     let (stat, df) = chi_square(&counts, &weights);
     assert!(chi_square_sf(stat, df) < 1e-6, "counts {counts:?}");
 }
+
+/// The glue decides from the first Cookie header alone and reads every
+/// header only when `settled_by_first_cookie_header` says no. Over requests
+/// with several Cookie headers, a settled partial decision must equal the
+/// full one, and the check must not settle everything (some unsettled
+/// requests decide differently in full).
+#[test]
+fn first_cookie_header_settles_only_what_it_can() {
+    use crate::decide::settled_by_first_cookie_header;
+    let configs = [
+        two_pools(),
+        Config::from_json(
+            br#"{"pools": [{"name": "pool1", "weight": 1}, {"name": "pool2", "weight": 1},
+                           {"name": "old", "weight": 0, "evict": true}],
+                 "cookie": {"name": "s"},
+                 "rules": [{"match": {"cookies": [{"name": "beta", "exact": "1"}]}, "pool": "pool2"}],
+                 "hashOn": {"cookie": "uid"}}"#,
+        )
+        .unwrap(),
+        Config::from_json(
+            br#"{"pools": [{"name": "pool1", "weight": 3}, {"name": "pool2", "weight": 1}],
+                 "cookie": {"name": "s"}, "affinity": "ramp", "generation": "g2"}"#,
+        )
+        .unwrap(),
+    ];
+    let pieces: &[&[u8]] = &[
+        b"s=pool1",
+        b"s=pool2",
+        b"s=old",
+        b"s=bogus",
+        b"beta=1",
+        b"beta=0",
+        b"uid=u7",
+        b"a=1",
+        b"s=g2.@AAAAAAAAAAE",
+        b"s=g1.pool1",
+    ];
+    let (mut settled, mut unsettled_differs) = (0, 0);
+    let mut seed = 0;
+    for c in &configs {
+        for a in pieces {
+            for b in pieces {
+                for d in pieces {
+                    let first = [*a, b"; ", *b].concat();
+                    let headers: [&[u8]; 2] = [&first, d];
+                    seed += 1;
+                    let partial =
+                        with_cookies(c, &headers[..1], &mut Xoshiro256pp::seed_from_u64(seed));
+                    let full = with_cookies(c, &headers, &mut Xoshiro256pp::seed_from_u64(seed));
+                    if settled_by_first_cookie_header(c, &first, &partial) {
+                        settled += 1;
+                        assert_eq!(partial, full, "{:?}", headers);
+                    } else if partial != full {
+                        unsettled_differs += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(settled > 500, "settled {settled}");
+    assert!(
+        unsettled_differs > 50,
+        "unsettled and different {unsettled_differs}"
+    );
+}
