@@ -1,18 +1,17 @@
-//! Plugin configuration: the JSON users write (serde types, camelCase, unknown
-//! fields refused) and its validated runtime form.
+//! Plugin configuration: the JSON users write (camelCase, unknown fields
+//! refused) and its validated runtime form.
 //!
-//! Parsing is two steps: serde checks shapes and types, then [`Config::from_json`]
-//! checks meaning (tokens, duplicates, weights, combinations) and precomputes
-//! what the request path needs, so per-request work is lookups only.
+//! Parsing is two steps: the raw types are read from the JSON tree with
+//! shapes and types checked (`json`), then [`Config::from_json`] checks
+//! meaning (tokens, duplicates, weights, combinations) and precomputes what
+//! the request path needs, so per-request work is lookups only.
 
 use std::fmt;
-
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
 
 use crate::affinity::{self, Codec, Payload};
 use crate::cookie::SetCookieTemplate;
 use crate::hash::Rendezvous;
+use crate::json::{self, Value};
 use crate::pick::WeightedPicker;
 use crate::rules::{self, RawRule, Rule};
 use crate::token;
@@ -55,15 +54,12 @@ impl std::error::Error for ConfigError {}
 // ---------------------------------------------------------------------------
 // What users write.
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug)]
 struct RawConfig {
     pools: Vec<RawPool>,
-    #[serde(default)]
     cookie: RawCookie,
     route_header: Option<String>,
     cluster_header: Option<String>,
-    #[serde(default)]
     rules: Vec<RawRule>,
     hash_on: Option<RawHashOn>,
     affinity: Option<Affinity>,
@@ -71,8 +67,69 @@ struct RawConfig {
     debug_header: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+impl RawConfig {
+    fn read(value: &Value) -> Result<Self, ConfigError> {
+        let o = json::object(
+            value,
+            "",
+            &[
+                "pools",
+                "cookie",
+                "routeHeader",
+                "clusterHeader",
+                "rules",
+                "hashOn",
+                "affinity",
+                "generation",
+                "debugHeader",
+            ],
+        )?;
+        let pools = o
+            .required("pools", o.array("pools")?)?
+            .iter()
+            .enumerate()
+            .map(|(i, p)| RawPool::read(p, &format!("pools[{i}]")))
+            .collect::<Result<_, _>>()?;
+        let cookie = match o.get("cookie") {
+            Some(c) => RawCookie::read(c, "cookie")?,
+            None => RawCookie::default(),
+        };
+        let rules = o
+            .array("rules")?
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RawRule::read(r, &format!("rules[{i}]")))
+            .collect::<Result<_, _>>()?;
+        let hash_on = match o.get("hashOn") {
+            Some(h) => {
+                let h = json::object(h, "hashOn", &["header", "cookie"])?;
+                Some(RawHashOn {
+                    header: h.string("header")?,
+                    cookie: h.string("cookie")?,
+                })
+            }
+            None => None,
+        };
+        let affinity = o.variant("affinity", &["pool", "ramp"])?.map(|v| match v {
+            "ramp" => Affinity::Ramp,
+            _ => Affinity::Pool,
+        });
+        Ok(RawConfig {
+            pools,
+            cookie,
+            route_header: o.string("routeHeader")?,
+            cluster_header: o.string("clusterHeader")?,
+            rules,
+            hash_on,
+            affinity,
+            generation: o.string("generation")?,
+            debug_header: o.string("debugHeader")?,
+        })
+    }
+}
+
+#[derive(Debug)]
 struct RawHashOn {
     header: Option<String>,
     cookie: Option<String>,
@@ -88,8 +145,7 @@ pub enum HashOn {
 }
 
 /// `affinity`: what the cookie holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Affinity {
     /// The pool's name: the user is pinned until the cookie expires.
     #[default]
@@ -99,18 +155,27 @@ pub enum Affinity {
     Ramp,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug)]
 struct RawPool {
     name: String,
     weight: u32,
     cluster: Option<String>,
-    #[serde(default)]
     evict: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+impl RawPool {
+    fn read(value: &Value, at: &str) -> Result<Self, ConfigError> {
+        let o = json::object(value, at, &["name", "weight", "cluster", "evict"])?;
+        Ok(RawPool {
+            name: o.required("name", o.string("name")?)?,
+            weight: o.required("weight", o.u32("weight")?)?,
+            cluster: o.string("cluster")?,
+            evict: o.bool("evict")?.unwrap_or(false),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
 struct RawCookie {
     name: Option<String>,
     max_age: Option<u32>,
@@ -122,6 +187,59 @@ struct RawCookie {
     signing_key_env: Option<String>,
 }
 
+impl RawCookie {
+    fn read(value: &Value, at: &str) -> Result<Self, ConfigError> {
+        let o = json::object(
+            value,
+            at,
+            &[
+                "name",
+                "maxAge",
+                "path",
+                "domain",
+                "httpOnly",
+                "secure",
+                "sameSite",
+                "signingKeyEnv",
+            ],
+        )?;
+        let secure = match o.get("secure") {
+            None => None,
+            Some(Value::Bool(true)) => Some(Secure::Always),
+            Some(Value::Bool(false)) => Some(Secure::Never),
+            Some(Value::String(s)) if s == "auto" => Some(Secure::Auto),
+            Some(v) => {
+                let kind = if matches!(v, Value::String(_)) {
+                    "invalid value"
+                } else {
+                    "invalid type"
+                };
+                return Err(ConfigError::new(
+                    o.field("secure"),
+                    format!("{kind}: {}, expected true, false or \"auto\"", v.describe()),
+                ));
+            }
+        };
+        let same_site = o
+            .variant("sameSite", &["Strict", "Lax", "None"])?
+            .map(|v| match v {
+                "Strict" => SameSite::Strict,
+                "None" => SameSite::None,
+                _ => SameSite::Lax,
+            });
+        Ok(RawCookie {
+            name: o.string("name")?,
+            max_age: o.u32("maxAge")?,
+            path: o.string("path")?,
+            domain: o.string("domain")?,
+            http_only: o.bool("httpOnly")?,
+            secure,
+            same_site,
+            signing_key_env: o.string("signingKeyEnv")?,
+        })
+    }
+}
+
 /// `cookie.secure`: `true`, `false` or `"auto"` (Secure when the downstream
 /// request is https).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,31 +249,8 @@ pub enum Secure {
     Auto,
 }
 
-impl<'de> Deserialize<'de> for Secure {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SecureVisitor;
-        impl Visitor<'_> for SecureVisitor {
-            type Value = Secure;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false or \"auto\"")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Secure, E> {
-                Ok(if v { Secure::Always } else { Secure::Never })
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secure, E> {
-                if v == "auto" {
-                    Ok(Secure::Auto)
-                } else {
-                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
-                }
-            }
-        }
-        deserializer.deserialize_any(SecureVisitor)
-    }
-}
-
 /// `cookie.sameSite`, spelled as in the Set-Cookie attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
     Strict,
     Lax,
@@ -255,19 +350,8 @@ impl Config {
                 "is empty; sticky-split needs a JSON object with at least \"pools\"",
             ));
         }
-        // serde's derived structs also accept arrays (fields by position);
-        // a config written that way is a mistake, so objects are checked first.
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| ConfigError::new("configuration", e.to_string()))?;
-        require_objects(&value)?;
-        let mut json = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-            let path = e.path().to_string();
-            let reason = e.into_inner().to_string();
-            ConfigError::new(field_of(&path, &reason), reason)
-        })?;
-        json.end()
-            .map_err(|e| ConfigError::new("configuration", e.to_string()))?;
+        let value = json::parse(bytes).map_err(|e| ConfigError::new("configuration", e))?;
+        let raw = RawConfig::read(&value)?;
         Config::validate(raw, env)
     }
 
@@ -488,77 +572,6 @@ impl Config {
     /// The Set-Cookie header value that pins a user to `value`.
     pub fn set_cookie_header(&self, value: &str, https: bool) -> String {
         self.set_cookie.render(value, https)
-    }
-}
-
-/// Where the config holds objects (by path; `*` is every array element).
-const OBJECT_PATHS: &[&[&str]] = &[
-    &["pools", "*"],
-    &["cookie"],
-    &["hashOn"],
-    &["rules", "*"],
-    &["rules", "*", "match"],
-    &["rules", "*", "match", "headers", "*"],
-    &["rules", "*", "match", "query", "*"],
-    &["rules", "*", "match", "cookies", "*"],
-    &["rules", "*", "match", "path"],
-];
-
-/// The places where the config holds objects must hold objects.
-fn require_objects(value: &serde_json::Value) -> Result<(), ConfigError> {
-    if !value.is_object() {
-        return Err(ConfigError::new("configuration", "must be a JSON object"));
-    }
-    OBJECT_PATHS
-        .iter()
-        .try_for_each(|path| require_object_at(value, path, String::new()))
-}
-
-fn require_object_at(
-    value: &serde_json::Value,
-    path: &[&str],
-    here: String,
-) -> Result<(), ConfigError> {
-    match path.split_first() {
-        None if value.is_object() => Ok(()),
-        None => Err(ConfigError::new(here, "must be a JSON object")),
-        Some((&"*", rest)) => match value.as_array() {
-            Some(items) => items
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, item)| require_object_at(item, rest, format!("{here}[{i}]"))),
-            None => Ok(()), // serde names the wrong type
-        },
-        Some((key, rest)) => match value.get(*key) {
-            Some(v) => {
-                let next = if here.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{here}.{key}")
-                };
-                require_object_at(v, rest, next)
-            }
-            None => Ok(()),
-        },
-    }
-}
-
-/// The field a serde error is about. serde_path_to_error gives the path to
-/// the value being read (`.` for the top level, `?` before any); a missing
-/// field is named by the error itself.
-fn field_of(path: &str, reason: &str) -> String {
-    let parent = match path {
-        "." | "?" => "",
-        p => p,
-    };
-    let missing = reason
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
-    match (parent, missing) {
-        ("", Some(name)) => name.to_string(),
-        (p, Some(name)) => format!("{p}.{name}"),
-        ("", None) => "configuration".to_string(),
-        (p, None) => p.to_string(),
     }
 }
 

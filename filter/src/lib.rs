@@ -11,6 +11,7 @@ pub mod config;
 pub mod cookie;
 pub mod decide;
 pub mod hash;
+pub mod json;
 pub mod metrics;
 pub mod pick;
 pub mod request;

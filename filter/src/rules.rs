@@ -3,37 +3,64 @@
 //! path, each with one way of matching a string.
 
 use regex_lite::Regex;
-use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::json::{self, Value};
 use crate::request::Request;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct RawRule {
-    #[serde(rename = "match")]
     matcher: RawMatch,
     pool: String,
-    #[serde(default)]
     sticky: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+impl RawRule {
+    /// Reads `rules[i]` (at `at`) from the JSON tree.
+    pub fn read(value: &Value, at: &str) -> Result<Self, ConfigError> {
+        let o = json::object(value, at, &["match", "pool", "sticky"])?;
+        let m = o.required("match", o.get("match"))?;
+        let m = json::object(
+            m,
+            &o.field("match"),
+            &["headers", "query", "cookies", "path"],
+        )?;
+        let list = |kind: &str| -> Result<Vec<RawStringMatch>, ConfigError> {
+            m.array(kind)?
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(j, c)| RawStringMatch::read(c, &format!("{}[{j}]", m.field(kind))))
+                .collect()
+        };
+        let matcher = RawMatch {
+            headers: list("headers")?,
+            query: list("query")?,
+            cookies: list("cookies")?,
+            path: match m.get("path") {
+                Some(p) => Some(RawStringMatch::read(p, &m.field("path"))?),
+                None => None,
+            },
+        };
+        Ok(RawRule {
+            matcher,
+            pool: o.required("pool", o.string("pool")?)?,
+            sticky: o.bool("sticky")?.unwrap_or(false),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
 struct RawMatch {
-    #[serde(default)]
     headers: Vec<RawStringMatch>,
-    #[serde(default)]
     query: Vec<RawStringMatch>,
-    #[serde(default)]
     cookies: Vec<RawStringMatch>,
     path: Option<RawStringMatch>,
 }
 
 /// One condition. `name` is required for headers, query and cookies, and
 /// refused for the path; exactly one way of matching is set.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default)]
 struct RawStringMatch {
     name: Option<String>,
     exact: Option<String>,
@@ -42,6 +69,27 @@ struct RawStringMatch {
     contains: Option<String>,
     regex: Option<String>,
     present: Option<bool>,
+}
+
+impl RawStringMatch {
+    fn read(value: &Value, at: &str) -> Result<Self, ConfigError> {
+        let o = json::object(
+            value,
+            at,
+            &[
+                "name", "exact", "prefix", "suffix", "contains", "regex", "present",
+            ],
+        )?;
+        Ok(RawStringMatch {
+            name: o.string("name")?,
+            exact: o.string("exact")?,
+            prefix: o.string("prefix")?,
+            suffix: o.string("suffix")?,
+            contains: o.string("contains")?,
+            regex: o.string("regex")?,
+            present: o.bool("present")?,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
