@@ -323,8 +323,9 @@ pub struct Reads {
     pub header_map: bool,
     /// `:path` (path and query rules).
     pub path: bool,
-    /// Cookies other than the affinity cookie (cookie rules, `hashOn`).
-    pub other_cookies: Vec<String>,
+    /// Cookies that rules and `hashOn` read, the affinity cookie included
+    /// when a rule names it (its own step is judged by the decision's reason).
+    pub cookies: Vec<String>,
 }
 
 impl Config {
@@ -498,22 +499,21 @@ impl Config {
             None => None,
         };
         let set_cookie = SetCookieTemplate::new(&cookie);
-        let mut other_cookies: Vec<String> = rules
+        let mut cookies: Vec<String> = rules
             .iter()
             .flat_map(|r| r.cookie_names().map(str::to_string))
             .chain(match &hash_on {
                 Some(HashOn::Cookie(c)) => Some(c.clone()),
                 _ => None,
             })
-            .filter(|c| *c != cookie.name)
             .collect();
-        other_cookies.sort();
-        other_cookies.dedup();
+        cookies.sort();
+        cookies.dedup();
         let reads = Reads {
             header_map: rules.iter().any(Rule::reads_headers)
                 || matches!(hash_on, Some(HashOn::Header(_))),
             path: rules.iter().any(Rule::reads_path),
-            other_cookies,
+            cookies,
         };
         Ok(Config {
             debug_header,

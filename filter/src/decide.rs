@@ -165,14 +165,14 @@ pub fn decide<R: Rng + ?Sized>(config: &Config, req: &Request, rng: &mut R) -> D
 /// Envoy's single-value getter returns the first header of a name, and
 /// reading the whole map costs more; a request rarely repeats Cookie (HTTP/2
 /// and HTTP/3 crumbs are joined by Envoy; HTTP/1.1 clients must send one).
-/// The first header settles the decision when every cookie the config reads
-/// besides the affinity cookie is in it, and the affinity cookie's first valid
-/// value is in it (or a rule decided). Otherwise the glue reads the map.
+/// The first header settles the decision when every cookie that rules and
+/// `hashOn` read is in it, and the affinity cookie's first valid value is in
+/// it (or a rule decided). Otherwise the glue reads the map.
 pub fn settled_by_first_cookie_header(config: &Config, first: &[u8], decision: &Decision) -> bool {
     matches!(
         decision.reason,
         Reason::Rule | Reason::Sticky | Reason::DrainedPinned | Reason::Ramp
-    ) && config.reads().other_cookies.iter().all(|name| {
+    ) && config.reads().cookies.iter().all(|name| {
         crate::cookie::values(first, name.as_bytes())
             .next()
             .is_some()

@@ -175,6 +175,14 @@ fn first_cookie_header_settles_only_what_it_can() {
                  "hashOn": {"cookie": "uid"}}"#,
         )
         .unwrap(),
+        // a rule on the affinity cookie itself: its absence from the first
+        // header does not mean it is absent from the request
+        Config::from_json(
+            br#"{"pools": [{"name": "pool1", "weight": 1}, {"name": "pool2", "weight": 1}],
+                 "cookie": {"name": "s"},
+                 "rules": [{"match": {"cookies": [{"name": "s", "present": false}]}, "pool": "pool2"}]}"#,
+        )
+        .unwrap(),
         Config::from_json(
             br#"{"pools": [{"name": "pool1", "weight": 3}, {"name": "pool2", "weight": 1}],
                  "cookie": {"name": "s"}, "affinity": "ramp", "generation": "g2"}"#,
