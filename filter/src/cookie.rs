@@ -41,12 +41,10 @@ fn pair_at<'h>(header: &'h [u8], at: usize, name: &[u8]) -> Option<(&'h [u8], us
         return None;
     }
     let rest = header.get(at..)?.strip_prefix(name)?;
-    let end = at + name.len() + find_byte(rest, b';').unwrap_or(rest.len());
-    let pair_rest = header.get(at + name.len()..end)?;
+    let len = find_byte(rest, b';').unwrap_or(rest.len());
     // blanks, then `=`; anything else means a longer name or no value
-    let after_name = trim_start(pair_rest);
-    let value = after_name.strip_prefix(b"=")?;
-    Some((unquote(trim(value)), end))
+    let value = trim_start(rest.get(..len)?).strip_prefix(b"=")?;
+    Some((unquote(trim(value)), at + name.len() + len))
 }
 
 /// Position of the first `byte` in `hay`, eight bytes per step (SWAR).

@@ -9,11 +9,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
-use crate::config::Config;
-use crate::config::Secure;
+use crate::config::{Config, Secure};
 use crate::decide::{decide, settled_by_first_cookie_header, Decision};
 use crate::metrics::{self, Pending};
-use crate::request::Request;
+use crate::request::{self, Request};
 use crate::rng::Xoshiro256pp;
 
 // `_initialize` is the module's entry point; it has to be exported unmangled.
@@ -172,22 +171,19 @@ impl HttpContext for HttpFilter {
                     headers.push((":path".to_string(), path));
                 }
             }
-            let first = self.get_http_request_header_bytes("cookie");
-            let has_cookies = first.is_some();
-            if let Some(cookie) = first {
+            if let Some(cookie) = self.get_http_request_header_bytes("cookie") {
                 headers.push(("cookie".to_string(), cookie));
             }
-            let partial = decide(&config, &Request::new(&headers), &mut *rng);
-            let settled = headers
-                .last()
-                .filter(|(name, _)| name == "cookie")
-                .is_none_or(|(_, first)| settled_by_first_cookie_header(&config, first, &partial));
-            if has_cookies && !settled {
-                // Another Cookie header may hold what the first lacks.
-                let headers = self.get_http_request_headers_bytes();
-                decide(&config, &Request::new(&headers), &mut *rng)
-            } else {
-                partial
+            let req = Request::new(&headers);
+            let partial = decide(&config, &req, &mut *rng);
+            let first = req.cookie_headers().next();
+            match first {
+                Some(first) if !settled_by_first_cookie_header(&config, first, &partial) => {
+                    // Another Cookie header may hold what the first lacks.
+                    let headers = self.get_http_request_headers_bytes();
+                    decide(&config, &Request::new(&headers), &mut *rng)
+                }
+                _ => partial,
             }
         };
         drop(rng);
@@ -228,7 +224,7 @@ impl HttpFilter {
             let https = config.cookie.secure == Secure::Auto
                 && self
                     .get_http_request_header_bytes(":scheme")
-                    .is_some_and(|s| s.eq_ignore_ascii_case(b"https"));
+                    .is_some_and(|s| request::is_https(&s));
             self.set_cookie = Some(config.set_cookie_header(&value, https));
         }
         self.counters

@@ -92,8 +92,13 @@ impl<'a> Request<'a> {
     pub fn is_https(&self) -> bool {
         self.headers
             .iter()
-            .any(|(n, v)| n == ":scheme" && v.eq_ignore_ascii_case(b"https"))
+            .any(|(n, v)| n == ":scheme" && is_https(v))
     }
+}
+
+/// Whether a `:scheme` value is https.
+pub fn is_https(scheme: &[u8]) -> bool {
+    scheme.eq_ignore_ascii_case(b"https")
 }
 
 #[cfg(test)]
