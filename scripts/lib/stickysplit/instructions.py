@@ -11,7 +11,6 @@ same count to within a fraction of a percent.
 
 import argparse
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -21,56 +20,31 @@ from . import bench, envoy
 
 
 def count(name, routes, filters, clusters, ports, mode, seconds, workdir):
-    cfg = bench.bootstrap(ports[0], ports[1], routes, filters, clusters)
-    path = workdir / f"{name}-{mode}.json"
-    path.write_text(json.dumps(cfg))
+    """(instructions per request, requests counted) for one variant and mode."""
     out = workdir / f"callgrind.{name}-{mode}.out"
     for old in glob.glob(f"{out}*"):
         os.remove(old)
-    log = open(workdir / f"{name}-{mode}.log", "w")
-    proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--smc-check=all", f"--callgrind-out-file={out}",
-         envoy.envoy_exe(), "-c", str(path), "--disable-hot-restart", "--concurrency", "1", "-l", "warning"],
-        stdout=log, stderr=subprocess.STDOUT)
+    g = bench.Proc(f"{name}-{mode}", bench.bootstrap(ports[0], ports[1], routes, filters, clusters), 0, workdir,
+                   wrapper=["valgrind", "--tool=callgrind", "--smc-check=all", f"--callgrind-out-file={out}"],
+                   ready_seconds=900)
     try:
-        deadline = time.monotonic() + 900
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited; see {log.name}")
-            try:
-                if envoy.admin_get(ports[0], "/ready").strip() == "LIVE":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready under valgrind")
-            time.sleep(1)
-
         def load(secs):
             subprocess.run(["wrk", "-t1", "-c4", f"-d{secs}s", "-s", str(bench.BENCH / "requests.lua"),
-                            f"http://127.0.0.1:{ports[1]}/", "--", mode], capture_output=True, check=True)
-
-        def requests():
-            return envoy.read_stats(ports[0], "^http.ingress.downstream_rq_total$")["http.ingress.downstream_rq_total"]
+                            f"http://127.0.0.1:{g.port}/", "--", mode], capture_output=True, check=True)
 
         load(20)  # warm-up: V8 tiers the hot functions up
-        subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
-        r0 = requests()
+        subprocess.run(["callgrind_control", "-z", str(g.proc.pid)], capture_output=True, check=True)
+        r0 = g.requests()
         load(seconds)
-        r1 = requests()
-        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+        r1 = g.requests()
+        subprocess.run(["callgrind_control", "-d", str(g.proc.pid)], capture_output=True, check=True)
         time.sleep(2)
         dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
         with open(dump) as f:
             total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
         return total / (r1 - r0), r1 - r0
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        g.stop(timeout=120)
 
 
 def main(argv=None):
