@@ -131,3 +131,23 @@ def test_no_debug_header_unless_configured(workdir, base_config):
     with envoy.Envoy(base=base_config, workdir=workdir) as g:
         r = Client(g.gateway).get("/")
         assert r.header("x-sticky-split-debug") is None
+
+
+def test_vm_memory_gauge_is_the_sum_over_vms_and_steady(workdir, base_config):
+    # Envoy keeps one gauge for all VMs (main thread and each worker); each VM
+    # adds its own share, so the reading is their sum and does not flip with
+    # whichever VM reported last.
+    with envoy.Envoy(base=base_config, workdir=workdir, concurrency=2) as g, Client(g.gateway) as c:
+        for i in range(200):
+            c.get("/", [("Cookie", f"a={i}; {COOKIE}=pool{1 + i % 2}")] if i % 2 else [])
+        time.sleep(FLUSH_SECONDS)
+        readings = []
+        for _ in range(4):
+            readings.append(g.stats("sticky_split_vm_memory_bytes")["wasmcustom.sticky_split_vm_memory_bytes"])
+            time.sleep(1.1)
+        assert len(set(readings)) == 1, readings
+        page, one_vm_at_least = 65536, 16 * 65536  # the module's 1 MiB stack alone is 16 pages
+        assert readings[0] % page == 0, readings
+        # the main thread's VM and two workers' VMs: three shares
+        assert readings[0] >= 3 * one_vm_at_least, readings
+        assert_vm_healthy(g)

@@ -35,13 +35,23 @@ struct Root {
     counters: Rc<Pending>,
     /// Counters of earlier configurations, flushed until no stream holds them.
     retired: Vec<Rc<Pending>>,
-    /// Gauge: this VM's linear memory in bytes, reported every second.
+    /// Gauge: the VMs' linear memory in bytes, this VM's share added every second.
     memory_gauge: Option<u32>,
+}
+
+thread_local! {
+    /// This VM's share of the memory gauge: one per VM, however many root
+    /// contexts (plugin configurations) it runs.
+    static MEMORY_SHARE: metrics::MemoryShare = metrics::MemoryShare::default();
 }
 
 impl Context for Root {
     fn on_done(&mut self) -> bool {
         self.flush_counters();
+        if let Some(id) = self.memory_gauge {
+            // Another root context in this VM, if any, adds it back on its tick.
+            let _ = hostcalls::increment_metric(id, MEMORY_SHARE.with(|m| m.withdraw()));
+        }
         true
     }
 }
@@ -79,7 +89,10 @@ impl RootContext for Root {
         self.flush_counters();
         if let Some(id) = self.memory_gauge {
             let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
-            let _ = hostcalls::record_metric(id, bytes);
+            let change = MEMORY_SHARE.with(|m| m.update(bytes));
+            if change != 0 {
+                let _ = hostcalls::increment_metric(id, change);
+            }
         }
     }
 

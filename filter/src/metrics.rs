@@ -15,9 +15,37 @@ use crate::decide::Reason;
 
 pub const REQUESTS_TOTAL: &str = "sticky_split_requests_total";
 
-/// Gauge: a VM's linear memory in bytes (each VM reports its own every
-/// second into this one gauge; Wasm memory only grows, so a rise is growth).
+/// Gauge: the linear memory of all of this Envoy's sticky-split VMs, in bytes.
+/// Each VM adds the change in its own size every second (see [`MemoryShare`]),
+/// so the gauge is their sum; Wasm memory only grows, so a rise is growth.
 pub const VM_MEMORY_BYTES: &str = "sticky_split_vm_memory_bytes";
+
+/// One VM's share of the [`VM_MEMORY_BYTES`] gauge. Envoy holds one gauge for
+/// every VM (main thread and workers); if each set it to its own size, the
+/// reading would be whichever VM wrote last. Each VM instead adds the change
+/// since its last report, and takes its share back out when it ends.
+#[derive(Debug, Default)]
+pub struct MemoryShare {
+    reported: Cell<u64>,
+}
+
+impl MemoryShare {
+    /// The amount to add to the gauge now that this VM holds `bytes`.
+    pub fn update(&self, bytes: u64) -> i64 {
+        let before = self.reported.replace(bytes);
+        delta(before, bytes)
+    }
+
+    /// The amount to add to the gauge when this VM's share leaves it.
+    pub fn withdraw(&self) -> i64 {
+        delta(self.reported.replace(0), 0)
+    }
+}
+
+fn delta(before: u64, after: u64) -> i64 {
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    signed(after).saturating_sub(signed(before))
+}
 
 pub fn counter_name(pool: &str, reason: Reason) -> String {
     format!("{REQUESTS_TOTAL}_reason={}_pool={pool}", reason.as_str())
@@ -74,6 +102,28 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_shares_sum_to_the_vms_sizes() {
+        // Two VMs reporting in turn: the gauge holds their sum, whatever the order.
+        let (a, b) = (MemoryShare::default(), MemoryShare::default());
+        let mut gauge = 0i64;
+        for (vm, bytes) in [
+            (&a, 1_114_112),
+            (&b, 1_179_648),
+            (&a, 1_114_112),
+            (&b, 1_179_648),
+        ] {
+            gauge += vm.update(bytes);
+        }
+        assert_eq!(gauge, 1_114_112 + 1_179_648);
+        gauge += a.update(1_179_648); // a grew by a page
+        assert_eq!(gauge, 2 * 1_179_648);
+        gauge += b.withdraw();
+        assert_eq!(gauge, 1_179_648);
+        gauge += b.withdraw(); // a second withdrawal takes nothing
+        assert_eq!(gauge, 1_179_648);
+    }
 
     #[test]
     fn pending_counts_drain_once() {
