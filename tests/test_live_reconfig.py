@@ -14,6 +14,8 @@ COOKIE = "nginx-app-subset"
 ALPHA = 1e-6
 SETTLE = 0.3  # seconds after Envoy took an update before its requests are judged
 HOLD = 2.5
+FLUSH_SECONDS = 1.5  # the filter hands its counts to Envoy on a 1 s tick
+COUNTERS = "wasmcustom.sticky_split_requests_total"
 
 
 def pools(**weights):
@@ -26,33 +28,36 @@ def test_live_reconfiguration_under_load(workdir, base_config):
     plugin.pop("clusterHeader", None)
     plugin["pools"] = pools(pool1=80, pool2=20)
     phases = []
-    with LiveGateway(workdir, plugin) as gw, Load(gw.gateway, COOKIE, pinned=("pool1", "pool2", "pool3")) as load:
+    with LiveGateway(workdir, plugin) as gw:
+        with Load(gw.gateway, COOKIE, pinned=("pool1", "pool2", "pool3")) as load:
 
-        def hold(name, weights, expect_pinned):
-            t0 = time.monotonic() + SETTLE
-            time.sleep(SETTLE + HOLD)
-            phases.append((name, load.between(t0, time.monotonic()), weights, expect_pinned))
+            def hold(name, weights, expect_pinned):
+                t0 = time.monotonic() + SETTLE
+                time.sleep(SETTLE + HOLD)
+                phases.append((name, load.between(t0, time.monotonic()), weights, expect_pinned))
 
-        def push(name, weights, expect_pinned, expect="success", **kw):
-            if "plugin" not in kw and "plugin_raw" not in kw and "module" not in kw:
-                kw["plugin"] = dict(plugin, pools=pools(**weights))
-            assert gw.push(**kw) == expect, name
-            hold(name, weights, expect_pinned)
+            def push(name, weights, expect_pinned, expect="success", **kw):
+                if "plugin" not in kw and "plugin_raw" not in kw and "module" not in kw:
+                    kw["plugin"] = dict(plugin, pools=pools(**weights))
+                assert gw.push(**kw) == expect, name
+                hold(name, weights, expect_pinned)
 
-        sticky = {"pool1": ("pool1", "sticky"), "pool2": ("pool2", "sticky")}
-        hold("80:20", {"pool1": 80, "pool2": 20}, dict(sticky, pool3=(None, "reassigned")))
-        push("50:50", {"pool1": 50, "pool2": 50}, dict(sticky, pool3=(None, "reassigned")))
-        push("0:100", {"pool1": 0, "pool2": 100},
-             {"pool1": ("pool1", "drained-pinned"), "pool2": ("pool2", "sticky"), "pool3": ("pool2", "reassigned")})
-        push("pool3 added", {"pool1": 0, "pool2": 50, "pool3": 50},
-             {"pool1": ("pool1", "drained-pinned"), "pool2": ("pool2", "sticky"), "pool3": ("pool3", "sticky")})
-        after_removal = {"pool1": ("pool1", "drained-pinned"), "pool2": ("pool2", "sticky"),
-                         "pool3": ("pool2", "reassigned")}
-        push("pool3 removed", {"pool1": 0, "pool2": 100}, after_removal)
-        bad = dict(plugin, pools=pools(pool1=50, pool1_=50) + [{"name": "pool2", "weight": 1, "wieght": 5}])
-        push("bad config rejected", {"pool1": 0, "pool2": 100}, after_removal, expect="rejected", plugin=bad)
-        push("bad module rejected", {"pool1": 0, "pool2": 100}, after_removal, expect="rejected",
-             module=envoy.REPO / "README.md")
+            sticky = {"pool1": ("pool1", "sticky"), "pool2": ("pool2", "sticky")}
+            hold("80:20", {"pool1": 80, "pool2": 20}, dict(sticky, pool3=(None, "reassigned")))
+            push("50:50", {"pool1": 50, "pool2": 50}, dict(sticky, pool3=(None, "reassigned")))
+            push("0:100", {"pool1": 0, "pool2": 100},
+                 {"pool1": ("pool1", "drained-pinned"), "pool2": ("pool2", "sticky"), "pool3": ("pool2", "reassigned")})
+            push("pool3 added", {"pool1": 0, "pool2": 50, "pool3": 50},
+                 {"pool1": ("pool1", "drained-pinned"), "pool2": ("pool2", "sticky"), "pool3": ("pool3", "sticky")})
+            after_removal = {"pool1": ("pool1", "drained-pinned"), "pool2": ("pool2", "sticky"),
+                             "pool3": ("pool2", "reassigned")}
+            push("pool3 removed", {"pool1": 0, "pool2": 100}, after_removal)
+            bad = dict(plugin, pools=pools(pool1=50, pool1_=50) + [{"name": "pool2", "weight": 1, "wieght": 5}])
+            push("bad config rejected", {"pool1": 0, "pool2": 100}, after_removal, expect="rejected", plugin=bad)
+            push("bad module rejected", {"pool1": 0, "pool2": 100}, after_removal, expect="rejected",
+                 module=envoy.REPO / "README.md")
+        time.sleep(FLUSH_SECONDS)
+        counted = {name: n for name, n in gw.envoy.stats(COUNTERS).items() if n}
         log = gw.envoy.log_text()
         all_results = list(load.results)
     assert_vm_healthy(gw.envoy, load_failures_expected=True)
@@ -60,6 +65,15 @@ def test_live_reconfiguration_under_load(workdir, base_config):
 
     failures = [r for r in all_results if r[2] != 200 or r[5]]
     assert not failures, f"{len(failures)} of {len(all_results)} requests failed, e.g. {failures[:3]}"
+    # Every request is counted once across five configurations: counts held in
+    # the VM when a configuration is replaced are handed to Envoy, not dropped
+    # (Envoy gives each accepted configuration a new root context in the same
+    # VM; the old one keeps flushing on its tick until it ends).
+    sent = {}
+    for r in all_results:
+        name = f"{COUNTERS}_reason={r[4]}_pool={r[3]}"
+        sent[name] = sent.get(name, 0) + 1
+    assert counted == sent
     print(f"\n{len(all_results)} requests, {len(failures)} failed")
     for name, results, weights, expect_pinned in phases:
         new = [r for r in results if r[1] == "new"]
