@@ -365,6 +365,7 @@ impl Config {
         }
         check_count("pools", raw.pools.len(), MAX_POOLS)?;
         let mut pools = Vec::with_capacity(raw.pools.len());
+        let mut by_name: Vec<usize> = Vec::with_capacity(raw.pools.len());
         for (i, p) in raw.pools.into_iter().enumerate() {
             check_token(&format!("pools[{i}].name"), &p.name, "name")?;
             let cluster = match p.cluster {
@@ -390,29 +391,27 @@ impl Config {
                     ),
                 ));
             }
+            // The name index is built by binary insertion, which finds
+            // duplicates on the way (and keeps a sort routine out of the module).
+            match by_name.binary_search_by(|&j| name_of(&pools, j).cmp(p.name.as_str())) {
+                Ok(slot) => {
+                    let first = by_name.get(slot).copied().unwrap_or_default();
+                    return Err(ConfigError::new(
+                        format!("pools[{i}].name"),
+                        format!(
+                            "duplicate pool name {:?} (also pools[{first}].name)",
+                            p.name
+                        ),
+                    ));
+                }
+                Err(slot) => by_name.insert(slot, pools.len()),
+            }
             pools.push(Pool {
                 name: p.name,
                 weight: p.weight,
                 cluster,
                 evict: p.evict,
             });
-        }
-
-        let mut by_name: Vec<usize> = (0..pools.len()).collect();
-        by_name.sort_by(|&a, &b| name_of(&pools, a).cmp(name_of(&pools, b)));
-        for pair in by_name.windows(2) {
-            if let [a, b] = *pair {
-                if name_of(&pools, a) == name_of(&pools, b) {
-                    let (first, second) = (a.min(b), a.max(b));
-                    return Err(ConfigError::new(
-                        format!("pools[{second}].name"),
-                        format!(
-                            "duplicate pool name {:?} (also pools[{first}].name)",
-                            name_of(&pools, a)
-                        ),
-                    ));
-                }
-            }
         }
 
         let picker = WeightedPicker::new(pools.iter().map(|p| p.weight)).ok_or_else(|| {
@@ -499,16 +498,19 @@ impl Config {
             None => None,
         };
         let set_cookie = SetCookieTemplate::new(&cookie);
-        let mut cookies: Vec<String> = rules
+        let cookies: Vec<String> = rules
             .iter()
             .flat_map(|r| r.cookie_names().map(str::to_string))
             .chain(match &hash_on {
                 Some(HashOn::Cookie(c)) => Some(c.clone()),
                 _ => None,
             })
-            .collect();
-        cookies.sort();
-        cookies.dedup();
+            .fold(Vec::new(), |mut names, name| {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+                names
+            });
         let reads = Reads {
             header_map: rules.iter().any(Rule::reads_headers)
                 || matches!(hash_on, Some(HashOn::Header(_))),
@@ -575,6 +577,10 @@ impl Config {
     }
 }
 
+fn name_of(pools: &[Pool], i: usize) -> &str {
+    pools.get(i).map_or("", |p| p.name.as_str())
+}
+
 fn lookup_name(pools: &[Pool], by_name: &[usize], name: &[u8]) -> Option<usize> {
     by_name
         .binary_search_by(|&i| name_of(pools, i).as_bytes().cmp(name))
@@ -606,10 +612,6 @@ fn signing_key(var: &str, env: &impl Fn(&str) -> Option<Vec<u8>>) -> Result<Vec<
         )),
         Some(key) => Ok(key),
     }
-}
-
-fn name_of(pools: &[Pool], i: usize) -> &str {
-    pools.get(i).map_or("", |p| p.name.as_str())
 }
 
 /// A token of 1 to MAX_NAME_LEN characters: pool names, cookie names,
