@@ -48,15 +48,19 @@ thread_local! {
 impl Context for Root {
     fn on_done(&mut self) -> bool {
         self.flush_counters();
-        if let Some(id) = self.memory_gauge {
-            // Another root context in this VM, if any, adds it back on its tick.
-            let _ = hostcalls::increment_metric(id, MEMORY_SHARE.with(|m| m.withdraw()));
-        }
+        // Another root context in this VM, if any, adds it back on its tick.
+        self.add_to_memory_gauge(MEMORY_SHARE.with(|m| m.withdraw()));
         true
     }
 }
 
 impl Root {
+    fn add_to_memory_gauge(&self, change: i64) {
+        if let (Some(id), true) = (self.memory_gauge, change != 0) {
+            let _ = hostcalls::increment_metric(id, change);
+        }
+    }
+
     /// Hands the counts gathered since the last flush to the host.
     fn flush_counters(&mut self) {
         for pending in std::iter::once(&self.counters).chain(&self.retired) {
@@ -87,13 +91,8 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.flush_counters();
-        if let Some(id) = self.memory_gauge {
-            let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
-            let change = MEMORY_SHARE.with(|m| m.update(bytes));
-            if change != 0 {
-                let _ = hostcalls::increment_metric(id, change);
-            }
-        }
+        let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
+        self.add_to_memory_gauge(MEMORY_SHARE.with(|m| m.update(bytes)));
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
