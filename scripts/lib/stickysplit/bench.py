@@ -135,15 +135,10 @@ class Proc:
             ["taskset", "-c", str(cpu), *wrapper, exe, "-c", str(path), "--disable-hot-restart",
              "--concurrency", "1", "-l", "warning"],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + ready_seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited; see {self.log.name}")
-            try:
-                if self.admin("/ready").strip() == "LIVE":
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if envoy.wait_live(self.proc, self.admin_port, ready_seconds):
+            return
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited; see {self.log.name}")
         self.stop()
         raise RuntimeError(f"{name} not ready")
 

@@ -41,6 +41,20 @@ def admin_get(port, path):
         return resp.read().decode()
 
 
+def wait_live(proc, admin_port, seconds):
+    """Polls Envoy's /ready until it answers LIVE (True); False if the
+    process exits first or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if admin_get(admin_port, "/ready").strip() == "LIVE":
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def read_stats(port, regex):
     """{stat name: value} of the counters and gauges whose names match
     `regex` (histograms, which have no single value, are left out)."""
@@ -178,16 +192,10 @@ class Envoy:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if self.admin("/ready").strip() == "LIVE":
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
+        if wait_live(self.proc, self.ports["admin"], timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log_tail()}")
         self.stop()
         raise RuntimeError(f"envoy not ready after {timeout}s:\n{self.log_tail()}")
 
