@@ -29,6 +29,10 @@ def start_gateway(workdir, base, plugin=None):
     return envoy.Envoy(base=base, plugin=plugin, workdir=workdir).start()
 
 
+# The filter hands its counters and memory gauge to Envoy on a 1 s tick: wait
+# this long after traffic before reading them.
+FLUSH_SECONDS = 1.5
+
 RUNTIME_FAILURE_MARKS = ("panicked", "Function: proxy_on", "wasm trap", "RuntimeError")
 LOAD_FAILURE_MARKS = ("Failed to load Wasm", "VM failed")
 

@@ -5,7 +5,7 @@ it maps to editing a WasmPlugin in Istio)."""
 
 import time
 
-from conftest import assert_vm_healthy
+from conftest import FLUSH_SECONDS, assert_vm_healthy
 from stickysplit import envoy
 from stickysplit.live import Load, LiveGateway
 from stickysplit.stats import split_verdict
@@ -14,7 +14,6 @@ COOKIE = "nginx-app-subset"
 ALPHA = 1e-6
 SETTLE = 0.3  # seconds after Envoy took an update before its requests are judged
 HOLD = 2.5
-FLUSH_SECONDS = 1.5  # the filter hands its counts to Envoy on a 1 s tick
 COUNTERS = "wasmcustom.sticky_split_requests_total"
 
 

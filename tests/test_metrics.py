@@ -4,14 +4,12 @@ and the debug header."""
 import re
 import time
 
-from conftest import assert_vm_healthy
+from conftest import FLUSH_SECONDS, assert_vm_healthy
 from stickysplit import envoy
 from stickysplit.http import Client
 
 COOKIE = "nginx-app-subset"
 REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "new", "reassigned", "evicted", "forged"]
-# the filter counts in the VM and hands the counts to Envoy on its 1 s tick
-FLUSH_SECONDS = 1.5
 LINE = re.compile(r'^sticky_split_requests_total\{reason="([^"]+)",pool="([^"]+)"\} (\d+)$')
 
 
