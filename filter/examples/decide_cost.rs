@@ -1,7 +1,9 @@
-//! Native cost of the per-request decision, for the 80:20 config and the
-//! benchmark's large config (100 pools, 50 rules, hashOn), side by side.
+//! Native cost of routing one request (fetch policy, decision, Set-Cookie),
+//! for the 80:20 config and the benchmark's large config
+//! (`envoy-test/bench/large-config.json`: 100 pools, 50 rules, hashOn), side
+//! by side.
 //!   cargo run --release -p sticky-split --example decide_cost
-//! Prints the median of 15 timings of 200,000 decisions each (ns/decision).
+//! Prints the median of 15 timings of 200,000 requests each (ns/request).
 
 // A measuring tool, not part of the filter: a panic here is a failed run.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -11,32 +13,13 @@ use std::time::Instant;
 
 use rand_core::SeedableRng;
 use sticky_split::config::Config;
-use sticky_split::decide::decide;
-use sticky_split::request::Request;
-use sticky_split::rng::Xoshiro256pp;
+use sticky_split::decide::fetch::{route, ListedHeaders};
+use sticky_split::request::Headers;
+use sticky_split::rng::Prng;
 
-fn large() -> String {
-    let mut pools = vec![
-        r#"{"name": "pool1", "weight": 40}"#.to_string(),
-        r#"{"name": "pool2", "weight": 10}"#.to_string(),
-    ];
-    pools.extend((3..=100).map(|i| format!(r#"{{"name": "pool{i}", "weight": {}}}"#, 1 + i % 5)));
-    let kinds = ["exact", "prefix", "suffix", "contains", "regex"];
-    let rules: Vec<String> = (0..50)
-        .map(|i| {
-            let kind = kinds[i % 5];
-            let value = if kind == "regex" { format!("never-{i}-[0-9]+") } else { format!("never-{i}") };
-            format!(r#"{{"match": {{"headers": [{{"name": "x-bench-{}", "{kind}": "{value}"}}]}}, "pool": "pool{}"}}"#, i % 7, 3 + i)
-        })
-        .collect();
-    format!(
-        r#"{{"pools": [{}], "rules": [{}], "hashOn": {{"header": "x-user-id"}}, "cookie": {{"name": "nginx-app-subset"}}}}"#,
-        pools.join(","),
-        rules.join(",")
-    )
-}
+const LARGE: &str = include_str!("../../envoy-test/bench/large-config.json");
 
-fn requests() -> Vec<Vec<(String, Vec<u8>)>> {
+fn requests() -> Vec<Headers> {
     let base = |cookie: Option<String>| {
         let mut h = vec![
             (":authority".to_string(), b"127.0.0.1:10000".to_vec()),
@@ -64,14 +47,15 @@ fn requests() -> Vec<Vec<(String, Vec<u8>)>> {
     ]
 }
 
-fn time(config: &Config, reqs: &[Vec<(String, Vec<u8>)>]) -> f64 {
-    let mut rng = Xoshiro256pp::seed_from_u64(1);
+fn time(config: &Config, reqs: &[Headers]) -> f64 {
+    let mut rng = Prng::seed_from_u64(1);
+    let mut sources: Vec<ListedHeaders> = reqs.iter().cloned().map(ListedHeaders::new).collect();
     let mut samples: Vec<f64> = (0..15)
         .map(|_| {
             let start = Instant::now();
             for i in 0..200_000 {
-                let req = Request::new(&reqs[i % reqs.len()]);
-                black_box(decide(config, &req, &mut rng));
+                let source = &mut sources[i % reqs.len()];
+                black_box(route(config, source, &mut rng));
             }
             start.elapsed().as_nanos() as f64 / 200_000.0
         })
@@ -81,12 +65,12 @@ fn time(config: &Config, reqs: &[Vec<(String, Vec<u8>)>]) -> f64 {
 }
 
 fn main() {
-    let small = Config::from_json(br#"{"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}], "cookie": {"name": "nginx-app-subset"}}"#).unwrap();
-    let large = Config::from_json(large().as_bytes()).unwrap();
+    let small = Config::from_json(br#"{"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}], "cookie": {"name": "nginx-app-subset"}, "clusterHeader": "x-sticky-split-cluster"}"#).unwrap();
+    let large = Config::from_json(LARGE.as_bytes()).unwrap();
     let reqs = requests();
     let (a, b) = (time(&small, &reqs), time(&large, &reqs));
-    println!("decision cost, native, request mix (new / returning / 4 KiB cookie), median of 15 x 200,000:");
-    println!("  80:20 config:                      {a:8.1} ns");
+    println!("routing cost, native, request mix (new / returning / 4 KiB cookie), median of 15 x 200,000:");
+    println!("  80:20 config:                       {a:8.1} ns");
     println!(
         "  large config (100 pools, 50 rules): {b:8.1} ns   ({:.2}x)",
         b / a

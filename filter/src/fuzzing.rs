@@ -4,12 +4,12 @@
 
 use rand_core::SeedableRng;
 
+use crate::choice::key_hash;
 use crate::config::Config;
-use crate::decide::decide;
-use crate::hash::key_hash;
+use crate::cookie::{Payload, Verdict};
+use crate::decide::fetch::{route, ListedHeaders};
 use crate::metrics;
-use crate::request::Request;
-use crate::rng::Xoshiro256pp;
+use crate::rng::Prng;
 
 const KEY: &[u8] = b"fuzzing key, 32 bytes long .....";
 
@@ -46,7 +46,7 @@ thread_local! {
 pub fn config(data: &[u8]) {
     if let Ok(c) = Config::from_json_with_env(data, env) {
         for i in 0..c.pools.len() {
-            if let Some(v) = c.encode_cookie(crate::affinity::Payload::Pool(i)) {
+            if let Some(v) = c.encode_cookie(Payload::Pool(i)) {
                 let _ = c.set_cookie_header(&v, i % 2 == 0);
                 let _ = c.decode_cookie(v.as_bytes());
             }
@@ -62,10 +62,10 @@ pub fn cookie(data: &[u8]) {
         return;
     };
     let (name, header) = rest.split_at(usize::from(n).min(rest.len()));
-    let _ = crate::cookie::values(header, name).count();
+    let _ = crate::request::cookies::values(header, name).count();
     PARSED.with(|configs| {
         for c in configs {
-            for value in crate::cookie::values(header, c.cookie.name.as_bytes()) {
+            for value in crate::request::cookies::values(header, c.cookie.name.as_bytes()) {
                 let _ = c.decode_cookie(value);
             }
             let _ = c.decode_cookie(header);
@@ -108,23 +108,26 @@ pub fn request(data: &[u8]) {
             ))
         })
         .collect();
-    let req = Request::new(&headers);
-    let mut rng = Xoshiro256pp::seed_from_u64(key_hash(data));
-    let d = decide(&config, &req, &mut rng);
+    let mut rng = Prng::seed_from_u64(key_hash(data));
+    let routed = route(&config, &mut ListedHeaders::new(headers), &mut rng);
+    let d = routed.decision;
     let pool = config
         .pool(d.pool)
         .map(|p| p.name.clone())
         .unwrap_or_default();
     let _ = metrics::slot(d.pool, d.reason);
-    if let Some(payload) = d.cookie {
-        if let Some(v) = config.encode_cookie(payload) {
-            let header = config.set_cookie_header(&v, req.is_https());
-            // what we write must read back as the same decision's pool
-            let again = config.decode_cookie(v.as_bytes());
-            assert!(
-                matches!(again, crate::affinity::Parsed::Valid(_)),
-                "issued cookie {header:?} for {pool} does not read back: {again:?}"
-            );
-        }
+    assert_eq!(d.cookie.is_some(), routed.set_cookie.is_some());
+    if let (Some(payload), Some(header)) = (d.cookie, routed.set_cookie) {
+        // what we write must read back as the payload decided
+        let prefix = format!("{}=", config.cookie.name);
+        let value = header
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_default();
+        let again = config.decode_cookie(value.as_bytes());
+        assert!(
+            again == Verdict::Valid(payload),
+            "issued cookie {header:?} for {pool} does not read back: {again:?}"
+        );
     }
 }

@@ -1,29 +1,33 @@
 //! sticky-split: a proxy-wasm HTTP filter that splits traffic between backend
 //! pools by weight and keeps each user on their pool with a cookie.
 //!
-//! The core (config, cookies, pool choice, the decision) is plain Rust with no
-//! host calls, tested natively. `filter` is the thin proxy-wasm glue, built
-//! only for wasm32.
+//! The core is plain Rust with no host calls, tested natively; `glue` is the
+//! only code that talks to proxy-wasm, built only for wasm32. Modules, each
+//! depending only on those listed before it (checked by a native test):
+//! - `token`: RFC character classes for names;
+//! - `request`: the read-only header view and the Cookie-header scan;
+//! - `choice`: weighted pick and weighted rendezvous hashing;
+//! - `cookie`: the affinity value codec and the Set-Cookie template;
+//! - `rules`: compiled override rules;
+//! - `config`: the plugin config, raw (serde) and validated;
+//! - `decide`: the per-request decision and the header fetch policy;
+//! - `metrics`: counter names and batching;
+//! - `rng`: the per-VM generator.
 
-pub mod affinity;
-pub mod b64;
+pub mod choice;
 pub mod config;
 pub mod cookie;
 pub mod decide;
-pub mod hash;
-pub mod json;
 pub mod metrics;
-pub mod pick;
 pub mod request;
 pub mod rng;
 pub mod rules;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
+mod glue;
 
-#[cfg(any(test, fuzzing))]
+/// Harnesses shared by the cargo-fuzz targets and the native test that
+/// replays their corpora; not part of the filter's API.
 #[doc(hidden)]
 pub mod fuzzing;
-#[cfg(test)]
-mod tests;

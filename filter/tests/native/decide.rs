@@ -2,24 +2,13 @@
 //! of new users checked as a statistic.
 
 use rand_core::SeedableRng;
+use sticky_split::config::Config;
+use sticky_split::cookie::Payload;
+use sticky_split::decide::Reason;
+use sticky_split::rng::Prng;
 
+use super::helpers::{pools_config as config, with_cookies};
 use super::stats::{chi_square, chi_square_sf};
-use crate::config::Config;
-use crate::decide::{decide, Decision, Reason};
-use crate::request::Request;
-use crate::rng::Xoshiro256pp;
-
-/// Decides for a request with these Cookie headers (and a path of /).
-fn with_cookies<R: rand_core::Rng>(c: &Config, cookies: &[&[u8]], rng: &mut R) -> Decision {
-    let mut headers = vec![(":path".to_string(), b"/".to_vec())];
-    headers.extend(cookies.iter().map(|v| ("cookie".to_string(), v.to_vec())));
-    decide(c, &Request::new(&headers), rng)
-}
-
-fn config(pools: &str) -> Config {
-    Config::from_json(format!(r#"{{"pools": {pools}, "cookie": {{"name": "s"}}}}"#).as_bytes())
-        .unwrap()
-}
 
 fn two_pools() -> Config {
     config(r#"[{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}]"#)
@@ -31,7 +20,7 @@ type DecideCase<'a> = (&'a str, &'a [&'a [u8]], Option<usize>, Reason);
 #[test]
 fn decision_table() {
     let c = two_pools();
-    let mut rng = Xoshiro256pp::seed_from_u64(1);
+    let mut rng = Prng::seed_from_u64(1);
     let cases: &[DecideCase] = &[
         ("no cookie header", &[], None, Reason::New),
         ("other cookies only", &[b"a=1; b=2"], None, Reason::New),
@@ -86,8 +75,7 @@ fn decision_table() {
     for (label, headers, pool, reason) in cases {
         let d = with_cookies(&c, headers, &mut rng);
         assert_eq!(d.reason, *reason, "case {label:?}");
-        let want_cookie =
-            (*reason != Reason::Sticky).then_some(crate::affinity::Payload::Pool(d.pool));
+        let want_cookie = (*reason != Reason::Sticky).then_some(Payload::Pool(d.pool));
         assert_eq!(d.cookie, want_cookie, "case {label:?}");
         if let Some(p) = pool {
             assert_eq!(d.pool, *p, "case {label:?}");
@@ -98,7 +86,7 @@ fn decision_table() {
 #[test]
 fn drained_pool_keeps_pinned_users_and_gets_no_new_ones() {
     let c = config(r#"[{"name": "old", "weight": 0}, {"name": "new", "weight": 1}]"#);
-    let mut rng = Xoshiro256pp::seed_from_u64(2);
+    let mut rng = Prng::seed_from_u64(2);
     let d = with_cookies(&c, &[b"s=old"], &mut rng);
     assert_eq!(
         (d.pool, d.reason, d.cookie),
@@ -127,7 +115,7 @@ fn new_users_follow_the_weights() {
             .map(|(i, w)| format!(r#"{{"name": "p{i}", "weight": {w}}}"#))
             .collect();
         let c = config(&format!("[{}]", pools.join(",")));
-        let mut rng = Xoshiro256pp::seed_from_u64(seed as u64 + 10);
+        let mut rng = Prng::seed_from_u64(seed as u64 + 10);
         let mut counts = vec![0u64; weights.len()];
         for _ in 0..200_000 {
             counts[with_cookies(&c, &[], &mut rng).pool] += 1;
@@ -147,7 +135,7 @@ fn new_users_follow_the_weights() {
 fn the_split_test_detects_a_one_point_skew() {
     let c = two_pools();
     let skewed = config(r#"[{"name": "pool1", "weight": 81}, {"name": "pool2", "weight": 19}]"#);
-    let mut rng = Xoshiro256pp::seed_from_u64(3);
+    let mut rng = Prng::seed_from_u64(3);
     let mut counts = [0u64; 2];
     for _ in 0..200_000 {
         counts[with_cookies(&skewed, &[], &mut rng).pool] += 1;
@@ -155,77 +143,4 @@ fn the_split_test_detects_a_one_point_skew() {
     let weights: Vec<u64> = c.pools.iter().map(|p| u64::from(p.weight)).collect();
     let (stat, df) = chi_square(&counts, &weights);
     assert!(chi_square_sf(stat, df) < 1e-6, "counts {counts:?}");
-}
-
-/// The glue decides from the first Cookie header alone and reads every
-/// header only when `settled_by_first_cookie_header` says no. Over requests
-/// with several Cookie headers, a settled partial decision must equal the
-/// full one, and the check must not settle everything (some unsettled
-/// requests decide differently in full).
-#[test]
-fn first_cookie_header_settles_only_what_it_can() {
-    use crate::decide::settled_by_first_cookie_header;
-    let configs = [
-        two_pools(),
-        Config::from_json(
-            br#"{"pools": [{"name": "pool1", "weight": 1}, {"name": "pool2", "weight": 1},
-                           {"name": "old", "weight": 0, "evict": true}],
-                 "cookie": {"name": "s"},
-                 "rules": [{"match": {"cookies": [{"name": "beta", "exact": "1"}]}, "pool": "pool2"}],
-                 "hashOn": {"cookie": "uid"}}"#,
-        )
-        .unwrap(),
-        // a rule on the affinity cookie itself: its absence from the first
-        // header does not mean it is absent from the request
-        Config::from_json(
-            br#"{"pools": [{"name": "pool1", "weight": 1}, {"name": "pool2", "weight": 1}],
-                 "cookie": {"name": "s"},
-                 "rules": [{"match": {"cookies": [{"name": "s", "present": false}]}, "pool": "pool2"}]}"#,
-        )
-        .unwrap(),
-        Config::from_json(
-            br#"{"pools": [{"name": "pool1", "weight": 3}, {"name": "pool2", "weight": 1}],
-                 "cookie": {"name": "s"}, "affinity": "ramp", "generation": "g2"}"#,
-        )
-        .unwrap(),
-    ];
-    let pieces: &[&[u8]] = &[
-        b"s=pool1",
-        b"s=pool2",
-        b"s=old",
-        b"s=bogus",
-        b"beta=1",
-        b"beta=0",
-        b"uid=u7",
-        b"a=1",
-        b"s=g2.@AAAAAAAAAAE",
-        b"s=g1.pool1",
-    ];
-    let (mut settled, mut unsettled_differs) = (0, 0);
-    let mut seed = 0;
-    for c in &configs {
-        for a in pieces {
-            for b in pieces {
-                for d in pieces {
-                    let first = [*a, b"; ", *b].concat();
-                    let headers: [&[u8]; 2] = [&first, d];
-                    seed += 1;
-                    let partial =
-                        with_cookies(c, &headers[..1], &mut Xoshiro256pp::seed_from_u64(seed));
-                    let full = with_cookies(c, &headers, &mut Xoshiro256pp::seed_from_u64(seed));
-                    if settled_by_first_cookie_header(c, &first, &partial) {
-                        settled += 1;
-                        assert_eq!(partial, full, "{:?}", headers);
-                    } else if partial != full {
-                        unsettled_differs += 1;
-                    }
-                }
-            }
-        }
-    }
-    assert!(settled > 500, "settled {settled}");
-    assert!(
-        unsettled_differs > 50,
-        "unsettled and different {unsettled_differs}"
-    );
 }

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::fuzzing;
+use sticky_split::fuzzing;
 
 fn replay(target: &str, harness: fn(&[u8])) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

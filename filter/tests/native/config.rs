@@ -1,9 +1,53 @@
 //! Config validation, one named row per case: every refusal names its field.
 
-use crate::config::{Config, SameSite, Secure};
+use sticky_split::config::{Config, ConfigError, SameSite, Secure};
+
+use super::helpers::KEY;
 
 const POOLS: &str =
     r#""pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}]"#;
+
+/// `{"pools": [{"name": "a", "weight": 1}], EXTRA}`
+fn one_pool(extra: &str) -> String {
+    format!(r#"{{"pools": [{{"name": "a", "weight": 1}}], {extra}}}"#)
+}
+
+/// One pool `a` and these rules.
+fn rules(rules: &str) -> String {
+    one_pool(&format!(r#""rules": {rules}"#))
+}
+
+/// The environment the table's configs load in: signing keys of each kind.
+fn env(name: &str) -> Option<Vec<u8>> {
+    match name {
+        "SHORT" => Some(b"too short".to_vec()),
+        "EMPTY" => Some(Vec::new()),
+        "KEY" => Some(KEY.to_vec()),
+        _ => None,
+    }
+}
+
+/// JSON as istiod prints a WasmPlugin's `pluginConfig` (the legacy jsonpb
+/// marshaller): compact, object keys sorted, `<`, `>`, `&`, U+2028 and U+2029
+/// escaped. `None` for text that is not JSON.
+fn istio_printed(json: &str) -> Option<String> {
+    // serde_json's map is sorted by key (no preserve_order feature)
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut out = String::new();
+    for ch in value.to_string().chars() {
+        match ch {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", ch as u32))
+            }
+            _ => out.push(ch),
+        }
+    }
+    Some(out)
+}
+
+fn load(json: &str) -> Result<Config, ConfigError> {
+    Config::from_json_with_env(json.as_bytes(), env)
+}
 
 fn with(extra: &str) -> String {
     if extra.is_empty() {
@@ -155,20 +199,175 @@ fn refusals_name_the_field() {
         ("debugHeader bad", with(r#""debugHeader": "x;y""#), "debugHeader", "not a valid header name"),
         ("debugHeader reserved", with(r#""debugHeader": "set-cookie""#), "debugHeader", "reserved"),
         ("debugHeader clash", with(r#""debugHeader": "x-sticky-split-pool""#), "debugHeader", "must differ"),
+        (
+            "name with markup, escaped by Istio",
+            r#"{"pools": [{"name": "<pool&1>", "weight": 1}]}"#.into(),
+            "pools[0].name",
+            "not a valid name",
+        ),
+        (
+            "evict with weight",
+            r#"{"pools": [{"name": "a", "weight": 1}, {"name": "b", "weight": 5, "evict": true}]}"#.into(),
+            "pools[1].evict",
+            "must have weight 0",
+        ),
+        (
+            "unknown pool",
+            rules(r#"[{"match": {}, "pool": "b"}]"#),
+            "rules[0].pool",
+            "no pool is named \"b\"",
+        ),
+        (
+            "bad regex",
+            rules(r#"[{"match": {"headers": [{"name": "x", "regex": "(a"}]}, "pool": "a"}]"#),
+            "rules[0].match.headers[0].regex",
+            "not a valid regex",
+        ),
+        (
+            "two ways",
+            rules(r#"[{"match": {"headers": [{"name": "x", "exact": "1", "prefix": "1"}]}, "pool": "a"}]"#),
+            "rules[0].match.headers[0]",
+            "exactly one of",
+        ),
+        (
+            "no way",
+            rules(r#"[{"match": {"query": [{"name": "x"}]}, "pool": "a"}]"#),
+            "rules[0].match.query[0]",
+            "exactly one of",
+        ),
+        (
+            "no name",
+            rules(r#"[{"match": {"cookies": [{"exact": "1"}]}, "pool": "a"}]"#),
+            "rules[0].match.cookies[0].name",
+            "required",
+        ),
+        (
+            "path suffix",
+            rules(r#"[{"match": {"path": {"suffix": ".js"}}, "pool": "a"}]"#),
+            "rules[0].match.path",
+            "one of exact, prefix, regex",
+        ),
+        (
+            "unknown key",
+            rules(r#"[{"match": {"header": []}, "pool": "a"}]"#),
+            "rules[0].match.header",
+            "unknown field",
+        ),
+        (
+            "match missing",
+            rules(r#"[{"pool": "a"}]"#),
+            "rules[0].match",
+            "missing field",
+        ),
+        (
+            "sticky not bool",
+            rules(r#"[{"match": {}, "pool": "a", "sticky": "yes"}]"#),
+            "rules[0].sticky",
+            "invalid type",
+        ),
+        (
+            "rule as array",
+            rules(r#"[["a"]]"#),
+            "rules[0]",
+            "must be a JSON object",
+        ),
+        (
+            "second rule",
+            rules(r#"[{"match": {}, "pool": "a"}, {"match": {"path": {"regex": "*"}}, "pool": "a"}]"#),
+            "rules[1].match.path.regex",
+            "not a valid regex",
+        ),
+        (
+            "'hashOn': {}",
+            one_pool(r#""hashOn": {}"#),
+            "hashOn",
+            "exactly one of",
+        ),
+        (
+            "'hashOn': {'header': 'x', 'cookie': 'y'}",
+            one_pool(r#""hashOn": {"header": "x", "cookie": "y"}"#),
+            "hashOn",
+            "exactly one of",
+        ),
+        (
+            "'hashOn': {'header': 'x y'}",
+            one_pool(r#""hashOn": {"header": "x y"}"#),
+            "hashOn.header",
+            "not a valid name",
+        ),
+        (
+            "'hashOn': {'query': 'x'}",
+            one_pool(r#""hashOn": {"query": "x"}"#),
+            "hashOn.query",
+            "unknown field",
+        ),
+        (
+            "'affinity': 'sticky'",
+            one_pool(r#""affinity": "sticky""#),
+            "affinity",
+            "unknown variant",
+        ),
+        (
+            "'generation': 'g.1'",
+            one_pool(r#""generation": "g.1""#),
+            "generation",
+            "not valid",
+        ),
+        (
+            "'generation': ''",
+            one_pool(r#""generation": """#),
+            "generation",
+            "not valid",
+        ),
+        (
+            "'cookie': {'signingKeyEnv': 'MISSING'}",
+            one_pool(r#""cookie": {"signingKeyEnv": "MISSING"}"#),
+            "cookie.signingKeyEnv",
+            "MISSING is not set in the VM",
+        ),
+        (
+            "'cookie': {'signingKeyEnv': 'EMPTY'}",
+            one_pool(r#""cookie": {"signingKeyEnv": "EMPTY"}"#),
+            "cookie.signingKeyEnv",
+            "EMPTY is empty",
+        ),
+        (
+            "'cookie': {'signingKeyEnv': 'SHORT'}",
+            one_pool(r#""cookie": {"signingKeyEnv": "SHORT"}"#),
+            "cookie.signingKeyEnv",
+            "at least 16",
+        ),
+        (
+            "'cookie': {'signingKeyEnv': ''}",
+            one_pool(r#""cookie": {"signingKeyEnv": ""}"#),
+            "cookie.signingKeyEnv",
+            "not a valid environment variable name",
+        ),
     ];
+    let mut istio_forms = 0;
     for (label, json, field, reason) in cases {
-        match Config::from_json(json.as_bytes()) {
-            Ok(_) => panic!("case {label:?}: accepted {json}"),
-            Err(e) => {
-                assert_eq!(e.field, field, "case {label:?}: {e}");
-                assert!(
-                    e.reason.contains(reason),
-                    "case {label:?}: reason {:?} lacks {reason:?}",
-                    e.reason
-                );
+        let printed = istio_printed(&json);
+        istio_forms += usize::from(printed.is_some());
+        for (form, text) in [
+            ("as written", Some(json.clone())),
+            ("as Istio prints it", printed),
+        ] {
+            let Some(text) = text else { continue };
+            match load(&text) {
+                Ok(_) => panic!("case {label:?} {form}: accepted {text}"),
+                Err(e) => {
+                    assert_eq!(e.field, field, "case {label:?} {form}: {e}");
+                    assert!(
+                        e.reason.contains(reason),
+                        "case {label:?} {form}: reason {:?} lacks {reason:?}",
+                        e.reason
+                    );
+                    assert!(!e.to_string().contains("too short"), "the key leaked: {e}");
+                }
             }
         }
     }
+    assert!(istio_forms > 60, "{istio_forms} cases were valid JSON");
 }
 
 #[test]

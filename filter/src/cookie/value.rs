@@ -1,0 +1,185 @@
+//! The affinity cookie's value: what it pins, which generation wrote it, and
+//! (with a signing key) a MAC that proves the gateway wrote it.
+//!
+//! ```text
+//! value   = [generation "."] payload ["." mac]
+//! payload = pool-name | "@" ramp-key
+//! ```
+//! - With neither generation nor signing, the value is the plain pool name,
+//!   as the hand-written Istio pattern writes it.
+//! - `ramp-key`: 64 random bits, base64url (11 characters); the pool is
+//!   recomputed from it on every request (`"affinity": "ramp"`).
+//! - `generation`: `[A-Za-z0-9_-]`, so the first `.` ends it.
+//! - `mac`: HMAC-SHA256 over `cookie-name NUL generation NUL payload`,
+//!   truncated to 128 bits, base64url (22 characters), so the last `.` starts
+//!   it. Pool names may contain dots; those two rules keep parsing unambiguous.
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+pub const MAC_BYTES: usize = 16;
+const RAMP_KEY_CHARS: usize = 11;
+
+/// What a cookie pins, once checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// Index of a configured pool.
+    Pool(usize),
+    /// A per-user key; the pool is a function of it and the current weights.
+    RampKey(u64),
+}
+
+/// The verdict on one cookie value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Valid(Payload),
+    /// Written under another generation (or before generations were used).
+    Stale,
+    /// Signing is on and the MAC is missing or wrong.
+    Forged,
+    /// Names no configured pool, or is not a well-formed key.
+    Unknown,
+}
+
+#[derive(Clone)]
+pub struct Codec {
+    cookie_name: String,
+    generation: Option<String>,
+    /// Keyed once at config time; cloned per use.
+    signer: Option<Hmac<Sha256>>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // never print key material
+        f.debug_struct("Codec")
+            .field("cookie_name", &self.cookie_name)
+            .field("generation", &self.generation)
+            .field("signed", &self.signer.is_some())
+            .finish()
+    }
+}
+
+/// Whether `s` is a valid generation string.
+pub fn is_generation(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Codec {
+    /// `key`: the signing key bytes (any length; HMAC accepts all).
+    pub fn new(cookie_name: &str, generation: Option<String>, key: Option<&[u8]>) -> Self {
+        Codec {
+            cookie_name: cookie_name.to_string(),
+            generation,
+            signer: key.and_then(|k| Hmac::<Sha256>::new_from_slice(k).ok()),
+        }
+    }
+
+    pub fn encode<'n>(
+        &self,
+        payload: Payload,
+        pool_name: impl Fn(usize) -> Option<&'n str>,
+    ) -> Option<String> {
+        let body: Cow<'n, str> = match payload {
+            Payload::Pool(i) => Cow::Borrowed(pool_name(i)?),
+            Payload::RampKey(k) => {
+                Cow::Owned(format!("@{}", URL_SAFE_NO_PAD.encode(k.to_be_bytes())))
+            }
+        };
+        let mut out = String::with_capacity(body.len() + 48);
+        if let Some(g) = &self.generation {
+            out.push_str(g);
+            out.push('.');
+        }
+        out.push_str(&body);
+        if let Some(signer) = &self.signer {
+            let generation = self.generation.as_deref().unwrap_or("");
+            let tag = self
+                .mac(signer.clone(), generation.as_bytes(), body.as_bytes())
+                .finalize()
+                .into_bytes();
+            out.push('.');
+            out.push_str(&URL_SAFE_NO_PAD.encode(tag.get(..MAC_BYTES).unwrap_or_default()));
+        }
+        Some(out)
+    }
+
+    fn mac(&self, mut m: Hmac<Sha256>, generation: &[u8], payload: &[u8]) -> Hmac<Sha256> {
+        m.update(self.cookie_name.as_bytes());
+        m.update(&[0]);
+        m.update(generation);
+        m.update(&[0]);
+        m.update(payload);
+        m
+    }
+
+    /// Checks a cookie value: MAC first (it covers the rest), then the
+    /// generation, then the payload. `pool_index` resolves pool names.
+    pub fn decode(&self, value: &[u8], pool_index: impl Fn(&[u8]) -> Option<usize>) -> Verdict {
+        let mut rest = value;
+        let mut tag = [0u8; MAC_BYTES];
+        if self.signer.is_some() {
+            let Some(dot) = rest.iter().rposition(|&b| b == b'.') else {
+                return Verdict::Forged;
+            };
+            let (body, mac_text) = rest.split_at(dot);
+            if decode_exact(mac_text.get(1..).unwrap_or_default(), &mut tag).is_none() {
+                return Verdict::Forged;
+            }
+            rest = body;
+        }
+        let (generation, payload) = if self.generation.is_some() {
+            match rest.iter().position(|&b| b == b'.') {
+                Some(dot) => (
+                    rest.get(..dot).unwrap_or_default(),
+                    rest.get(dot + 1..).unwrap_or_default(),
+                ),
+                None => (&b""[..], rest),
+            }
+        } else {
+            (&b""[..], rest)
+        };
+        if let Some(signer) = &self.signer {
+            if self
+                .mac(signer.clone(), generation, payload)
+                .verify_truncated_left(&tag)
+                .is_err()
+            {
+                return Verdict::Forged;
+            }
+        }
+        if let Some(g) = &self.generation {
+            if generation != g.as_bytes() {
+                return Verdict::Stale;
+            }
+        }
+        match payload {
+            [b'@', key @ ..] if key.len() == RAMP_KEY_CHARS => {
+                let mut bytes = [0u8; 8];
+                match decode_exact(key, &mut bytes) {
+                    Some(()) => Verdict::Valid(Payload::RampKey(u64::from_be_bytes(bytes))),
+                    None => Verdict::Unknown,
+                }
+            }
+            _ => pool_index(payload).map_or(Verdict::Unknown, |i| Verdict::Valid(Payload::Pool(i))),
+        }
+    }
+}
+
+/// Decodes unpadded base64url that fills `out` exactly. Non-zero trailing
+/// bits are refused, so every value has one spelling (a MAC cannot be
+/// varied in its last character).
+fn decode_exact<const N: usize>(text: &[u8], out: &mut [u8; N]) -> Option<()> {
+    // room for the decoder's conservative length estimate
+    let mut buf = [0u8; 24];
+    let n = URL_SAFE_NO_PAD.decode_slice(text, &mut buf).ok()?;
+    let decoded = buf.get(..n)?;
+    (n == N).then(|| out.copy_from_slice(decoded))
+}

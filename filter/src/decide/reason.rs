@@ -1,0 +1,68 @@
+//! Why a request went to its pool.
+
+/// Why a request went to its pool. The names are stable: metrics and the
+/// debug header use them.
+///
+/// The order of the variants means two things, so change it with care:
+/// - a variant's position in [`Reason::ALL`] is its counter's slot in the
+///   per-pool counter table (`metrics::slot`);
+/// - among the problems an affinity cookie can have (`Reassigned`, `Evicted`,
+///   `Forged`), the later one wins when a request carries several bad values:
+///   a forgery is reported over an eviction, an eviction over an unknown pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    /// A rule matched.
+    Rule,
+    /// The affinity cookie pins a configured pool with weight above 0.
+    Sticky,
+    /// The affinity cookie pins a pool with weight 0 (draining): the user
+    /// stays there.
+    DrainedPinned,
+    /// The pool is a function of the user key taken from `hashOn`.
+    Hash,
+    /// The affinity cookie holds a ramp key; its pool was recomputed.
+    Ramp,
+    /// No affinity cookie: weighted pick, cookie issued.
+    New,
+    /// The affinity cookie names no configured pool, is malformed, or is of
+    /// another generation: weighted pick, cookie rewritten.
+    Reassigned,
+    /// The affinity cookie pins a pool marked `evict`: moved, cookie rewritten.
+    Evicted,
+    /// Signing is on and the cookie's MAC is missing or wrong: treated as a
+    /// new user, cookie rewritten.
+    Forged,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::Rule,
+        Reason::Sticky,
+        Reason::DrainedPinned,
+        Reason::Hash,
+        Reason::Ramp,
+        Reason::New,
+        Reason::Reassigned,
+        Reason::Evicted,
+        Reason::Forged,
+    ];
+
+    /// Position in [`Reason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Rule => "rule",
+            Reason::Sticky => "sticky",
+            Reason::DrainedPinned => "drained-pinned",
+            Reason::Hash => "hash",
+            Reason::Ramp => "ramp",
+            Reason::New => "new",
+            Reason::Reassigned => "reassigned",
+            Reason::Evicted => "evicted",
+            Reason::Forged => "forged",
+        }
+    }
+}

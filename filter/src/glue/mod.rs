@@ -1,0 +1,150 @@
+//! The proxy-wasm glue: the only code that talks to the host. The root
+//! context holds the config, the generator and the counters per VM; the HTTP
+//! context answers the core's header reads and applies its decision.
+
+mod http;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, MetricType, Status};
+
+use crate::config::Config;
+use crate::metrics::{self, CounterBatch};
+use crate::rng::{self, Prng};
+
+// `_initialize` is the module's entry point; it has to be exported unmangled.
+#[allow(unsafe_code)]
+mod entry {
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(super::Root::default())
+        });
+    }}
+}
+
+type SharedRng = Rc<RefCell<Prng>>;
+
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<Config>>,
+    rng: Option<SharedRng>,
+    counters: Rc<CounterBatch>,
+    /// Counters of earlier configurations, flushed until no stream holds them.
+    retired: Vec<Rc<CounterBatch>>,
+    /// Gauge: the VMs' linear memory in bytes, this VM's share added every second.
+    memory_gauge: Option<u32>,
+}
+
+thread_local! {
+    /// This VM's share of the memory gauge: one per VM, however many root
+    /// contexts (plugin configurations) it runs.
+    static MEMORY_SHARE: metrics::MemoryShare = metrics::MemoryShare::default();
+}
+
+impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        self.flush_counters();
+        // Another root context in this VM, if any, adds it back on its tick.
+        self.add_to_memory_gauge(MEMORY_SHARE.with(|m| m.withdraw()));
+        true
+    }
+}
+
+impl Root {
+    fn add_to_memory_gauge(&self, change: i64) {
+        if let (Some(id), true) = (self.memory_gauge, change != 0) {
+            let _ = hostcalls::increment_metric(id, change);
+        }
+    }
+
+    /// Hands the counts gathered since the last flush to the host.
+    fn flush_counters(&mut self) {
+        for batch in std::iter::once(&self.counters).chain(&self.retired) {
+            for (id, n) in batch.drain() {
+                let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        self.retired.retain(|p| Rc::strong_count(p) > 1);
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        let clock = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let (rng, from_entropy) = rng::seeded_or(clock);
+        if !from_entropy {
+            log::warn!("the host gave no entropy; seeding pool choice from the clock");
+        }
+        self.rng = Some(Rc::new(RefCell::new(rng)));
+        self.memory_gauge =
+            hostcalls::define_metric(MetricType::Gauge, metrics::VM_MEMORY_BYTES).ok();
+        self.set_tick_period(Duration::from_secs(1));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.flush_counters();
+        let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
+        self.add_to_memory_gauge(MEMORY_SHARE.with(|m| m.update(bytes)));
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match Config::from_json(&bytes) {
+            Ok(config) => {
+                log::info!(
+                    "configured {} pools ({}), cookie {:?}, route header {:?}",
+                    config.pools.len(),
+                    config
+                        .pools
+                        .iter()
+                        .map(|p| format!("{}={}", p.name, p.weight))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    config.cookie.name,
+                    config.route_header
+                );
+                // Defined once per configuration; Envoy hands back the same
+                // counter for a name it already knows, so a reload keeps counts.
+                let counters: Result<Vec<u32>, Status> =
+                    metrics::all_counters(config.pools.iter().map(|p| p.name.as_str()))
+                        .iter()
+                        .map(|name| hostcalls::define_metric(MetricType::Counter, name))
+                        .collect();
+                let old = std::mem::take(&mut self.counters);
+                self.retired.push(old);
+                match counters {
+                    Ok(ids) => self.counters = Rc::new(CounterBatch::new(ids)),
+                    Err(status) => log::warn!("metrics unavailable: {status:?}"),
+                }
+                self.flush_counters();
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(e) => {
+                log::error!("configuration refused: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(http::HttpFilter::new(
+            self.config.clone(),
+            self.rng.clone(),
+            self.counters.clone(),
+        )))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
