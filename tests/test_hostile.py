@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conftest import assert_vm_healthy, start_gateway, vm_stats
+from helpers import assert_vm_healthy, start_gateway, vm_stats
 from stickysplit.http import Client, h2c_get
 
 COOKIE = "nginx-app-subset"
@@ -28,9 +28,9 @@ def check_next_request(gw):
 
 
 def issued(r):
-    cookies = r.cookies_set(COOKIE)
-    assert len(cookies) == 1
-    return cookies[0].split(";")[0].split("=", 1)[1]
+    value = r.issued(COOKIE)
+    assert value is not None, r.all("set-cookie")
+    return value
 
 
 CASES = [

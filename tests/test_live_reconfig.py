@@ -5,7 +5,7 @@ it maps to editing a WasmPlugin in Istio)."""
 
 import time
 
-from conftest import FLUSH_SECONDS, assert_vm_healthy
+from helpers import FLUSH_SECONDS, assert_vm_healthy
 from stickysplit import envoy
 from stickysplit.live import Load, LiveGateway
 from stickysplit.stats import split_verdict

@@ -5,7 +5,8 @@ import copy
 
 import pytest
 
-from stickysplit import envoy, manifests
+from stickysplit import envoy
+from stickysplit.tools import manifests
 
 SETS = manifests.manifest_sets()
 

@@ -4,7 +4,7 @@ and the debug header."""
 import re
 import time
 
-from conftest import FLUSH_SECONDS, assert_vm_healthy
+from helpers import FLUSH_SECONDS, assert_vm_healthy
 from stickysplit import envoy
 from stickysplit.http import Client
 
@@ -80,7 +80,7 @@ def test_every_reason_is_counted_and_shown_in_the_debug_header(workdir, base_con
 
             r, d = debug()
             assert d == "pool=green; reason=new"
-            green = r.cookies_set(COOKIE)[0].split(";")[0].split("=", 1)[1]
+            green = r.issued(COOKIE)
             # the genuine (signed) cookie pins; an unsigned one is a forgery
             for _ in range(4):
                 assert debug([("Cookie", f"{COOKIE}={green}")])[1] == "pool=green; reason=sticky"
@@ -116,7 +116,7 @@ def test_drained_evicted_and_ramp_reasons(workdir, base_config):
         for _ in range(6):
             r = c.get("/", [("Cookie", f"{COOKIE}=pool1")])
             assert r.header("x-sticky-split-debug") == "pool=pool2; reason=evicted"
-        key = r.cookies_set(COOKIE)[0].split(";")[0].split("=", 1)[1]
+        key = r.issued(COOKIE)
         assert key.startswith("@")
         for _ in range(4):
             assert c.get("/", [("Cookie", f"{COOKIE}={key}")]).header("x-sticky-split-debug") == "pool=pool2; reason=ramp"

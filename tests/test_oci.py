@@ -7,7 +7,8 @@ import io
 import json
 import tarfile
 
-from stickysplit import envoy, oci
+from stickysplit import envoy
+from stickysplit.tools import oci
 
 
 def sha(data):

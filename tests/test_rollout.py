@@ -3,8 +3,9 @@ hashOn, the ramp, evict, generations and signed cookies."""
 
 import pytest
 
-from conftest import assert_vm_healthy
-from stickysplit import envoy, walkthrough
+from helpers import assert_vm_healthy
+from stickysplit import envoy
+from stickysplit.tools import walkthrough
 from stickysplit.http import Client
 from stickysplit.stats import split_verdict
 
@@ -29,9 +30,7 @@ def gateway(workdir, base, vm_env=None, **changes):
 
 def value_of(resp):
     """The affinity cookie value in a response (None if none was set)."""
-    cookies = resp.cookies_set(COOKIE)
-    assert len(cookies) <= 1
-    return cookies[0].split(";", 1)[0].split("=", 1)[1] if cookies else None
+    return resp.issued(COOKIE)
 
 
 SEED_RULES = [

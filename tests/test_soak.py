@@ -2,7 +2,7 @@
 clients for 20 s, no 5xx or errors, VM memory flat, no VM restarts, Envoy's
 RSS not growing beyond noise."""
 
-from stickysplit import soak
+from stickysplit.tools import soak
 
 
 def test_short_soak(workdir):

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from conftest import start_gateway
-from stickysplit import validate
+from helpers import start_gateway
+from stickysplit.tools import validate
 from stickysplit.stats import chi_square, chi_square_sf, split_verdict
 
 

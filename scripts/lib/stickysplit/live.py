@@ -5,7 +5,6 @@ the plugin config is changed."""
 import copy
 import json
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -17,16 +16,10 @@ LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 
 def add_pool_backend(config, name, port):
-    """A third sample backend listener + cluster, like the two in envoy.yaml."""
+    """A sample backend listener for pool `name` on `port`, and its cluster."""
     res = config["static_resources"]
-    b2 = next(l for l in res["listeners"] if l["name"] == "backend-pool2")
-    b = json.loads(json.dumps(b2).replace("pool2", name))
-    b["address"]["socket_address"]["port_value"] = port
-    res["listeners"].append(b)
-    c2 = next(c for c in res["clusters"] if c["name"] == "pool2-cluster")
-    c = json.loads(json.dumps(c2).replace("pool2-cluster", name))
-    c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] = port
-    res["clusters"].append(c)
+    res["listeners"].append(envoy.sample_backend(name, port))
+    res["clusters"].append(envoy.static_cluster(name, port))
 
 
 class LiveGateway:

@@ -4,7 +4,8 @@ import argparse
 import sys
 import time
 
-from . import envoy, validate
+from .. import envoy
+from . import validate
 
 
 def main(argv=None):
@@ -46,3 +47,7 @@ def main(argv=None):
     finally:
         gw.stop()
         print("Envoy stopped.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

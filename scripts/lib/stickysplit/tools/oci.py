@@ -22,7 +22,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from . import envoy
+from .. import envoy
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -5,8 +5,8 @@ import argparse
 import sys
 import urllib.parse
 
-from .http import Client
-from .stats import split_verdict
+from ..http import Client
+from ..stats import split_verdict
 
 
 def parse_weights(text):
@@ -57,7 +57,7 @@ def run(url, weights, n, cookie_name, alpha, replay_users, replay_requests, pool
         if len(cookies) != 1:
             failures.append(f"request {i}: expected one {cookie_name} Set-Cookie, got {len(cookies)}")
         elif len(issued) < replay_users:
-            issued.append((pool, cookies[0].split(";", 1)[0].split("=", 1)[1]))
+            issued.append((pool, r.issued(cookie_name)))
 
     total_w = sum(weights.values())
     print(f"  {'pool':<16}{'weight':>8}{'expected':>10}{'observed':>10}{'share':>9}", file=out)
@@ -123,3 +123,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     ok = run(a.url, a.weights, a.n, a.cookie, a.alpha, a.replay_users, a.replay, a.pool_header)
     return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,9 +6,9 @@ cookie they were issued at the start."""
 import argparse
 import sys
 
-from . import envoy
-from .http import Client
-from .stats import split_verdict
+from .. import envoy
+from ..http import Client
+from ..stats import split_verdict
 
 STABLE, CANARY = "pool1", "pool2"
 
@@ -36,8 +36,9 @@ def walk(phases=(10, 50, 100, 0), users=3000, workdir=None, base=None, alpha=1e-
                 cookies, placed = [], []
                 for _ in range(users):
                     r = c.get("/")
-                    [set_cookie] = r.cookies_set(cookie_name)
-                    cookies.append(set_cookie.split(";", 1)[0])
+                    value = r.issued(cookie_name)
+                    assert value is not None, r.all("set-cookie")
+                    cookies.append(f"{cookie_name}={value}")
                     placed.append(r.served_by)
             else:
                 placed = []
@@ -78,3 +79,7 @@ def main(argv=None):
     rows = walk(phases, a.users, workdir=envoy.REPO / ".run")
     print_rows(rows)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

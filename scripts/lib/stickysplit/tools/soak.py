@@ -8,8 +8,8 @@ import sys
 import threading
 import time
 
-from . import envoy
-from .http import Client, h2c_get
+from .. import envoy
+from ..http import Client, h2c_get
 
 COOKIE = "nginx-app-subset"
 
@@ -79,7 +79,7 @@ def run(seconds, workdir=None, out=sys.stdout):
         time.sleep(warmup)
         start = {"rss_kib": rss_kib(pid), **gauges(gw)}
         time.sleep(max(0.0, seconds - warmup))
-        time.sleep(1.2)  # one more memory report from every VM
+        time.sleep(envoy.FLUSH_SECONDS)  # one more memory report from every VM
         end = {"rss_kib": rss_kib(pid), **gauges(gw)}
         stop.set()
         for t in threads:
@@ -117,3 +117,7 @@ def main(argv=None):
           and r["vm_memory_end"] == r["vm_memory_start"] and r["vms_created_end"] == r["vms_created_start"])
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

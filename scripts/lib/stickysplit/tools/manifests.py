@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from . import envoy
+from .. import envoy
 
 ROOT = envoy.REPO / "wasmplugin"
 SCHEMAS = ROOT / "schemas/istio"

@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 
-from . import bench, envoy
+from .. import envoy
+from . import bench
 
 
 def count(name, routes, filters, clusters, ports, mode, seconds, workdir):
@@ -24,19 +25,19 @@ def count(name, routes, filters, clusters, ports, mode, seconds, workdir):
     out = workdir / f"callgrind.{name}-{mode}.out"
     for old in glob.glob(f"{out}*"):
         os.remove(old)
-    g = bench.Proc(f"{name}-{mode}", bench.bootstrap(ports[0], ports[1], routes, filters, clusters), 0, workdir,
+    g = bench.start(f"{name}-{mode}", bench.bootstrap(ports[0], ports[1], routes, filters, clusters), 0, workdir,
                    wrapper=["valgrind", "--tool=callgrind", "--smc-check=all", f"--callgrind-out-file={out}"],
                    ready_seconds=900)
     try:
         def load(secs):
             subprocess.run(["wrk", "-t1", "-c4", f"-d{secs}s", "-s", str(bench.BENCH / "requests.lua"),
-                            f"http://127.0.0.1:{g.port}/", "--", mode], capture_output=True, check=True)
+                            f"http://127.0.0.1:{g.gateway}/", "--", mode], capture_output=True, check=True)
 
         load(20)  # warm-up: V8 tiers the hot functions up
         subprocess.run(["callgrind_control", "-z", str(g.proc.pid)], capture_output=True, check=True)
-        r0 = g.requests()
+        r0 = bench.requests(g)
         load(seconds)
-        r1 = g.requests()
+        r1 = bench.requests(g)
         subprocess.run(["callgrind_control", "-d", str(g.proc.pid)], capture_output=True, check=True)
         time.sleep(2)
         dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
@@ -56,7 +57,7 @@ def main(argv=None):
     workdir = envoy.REPO / ".run/instructions"
     workdir.mkdir(parents=True, exist_ok=True)
     ports = envoy.free_ports(4)
-    backend = bench.Proc("backend", bench.bootstrap(ports[0], ports[1], [{"match": {"prefix": "/"}, "direct_response": {
+    backend = bench.start("backend", bench.bootstrap(ports[0], ports[1], [{"match": {"prefix": "/"}, "direct_response": {
         "status": 200, "body": {"inline_string": "ok\n"}}}], [], []), 1, workdir)
     table = {}
     try:
@@ -77,3 +78,7 @@ def main(argv=None):
             row += "".join(f"{table[(name, m)] / table[('empty-wasm', m)]:>14.3f}" for m in modes)
         print(row)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

