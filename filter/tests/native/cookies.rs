@@ -4,22 +4,11 @@
 use sticky_split::cookie::{CookieSpec, SameSite, Secure, SetCookieTemplate};
 use sticky_split::request::cookies::{find_byte, values};
 
-/// What the scan skips around names and values.
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
+/// A value without its surrounding double quotes, if it has both.
 fn unquote(s: &[u8]) -> &[u8] {
-    match s {
-        [b'"', inner @ .., b'"'] => inner,
-        _ => s,
-    }
+    s.strip_prefix(b"\"")
+        .and_then(|inner| inner.strip_suffix(b"\""))
+        .unwrap_or(s)
 }
 
 fn all(header: &[u8], name: &str) -> Vec<Vec<u8>> {
@@ -69,14 +58,16 @@ fn parsing_table() {
     }
 }
 
-/// The definition, pair by pair: what `values` must agree with.
+/// The definition, pair by pair: what `values` must agree with. (The
+/// generated headers hold no whitespace but spaces and tabs, so trimming all
+/// ASCII whitespace is the cookie scan's trimming.)
 fn values_by_split<'h>(header: &'h [u8], name: &[u8]) -> Vec<&'h [u8]> {
     header
         .split(|&b| b == b';')
         .filter_map(|pair| {
             let eq = pair.iter().position(|&b| b == b'=')?;
             let (key, rest) = pair.split_at(eq);
-            (!name.is_empty() && trim(key) == name).then(|| unquote(trim(&rest[1..])))
+            (!name.is_empty() && key.trim_ascii() == name).then(|| unquote(rest[1..].trim_ascii()))
         })
         .collect()
 }
