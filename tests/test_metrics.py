@@ -9,8 +9,12 @@ from stickysplit import envoy
 from stickysplit.http import Client
 
 COOKIE = "nginx-app-subset"
-REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "new", "reassigned", "evicted", "forged"]
+REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "new", "reassigned", "expired", "evicted", "forged",
+           "failover"]
+CLASSES = ["2xx", "3xx", "4xx", "5xx", "gateway"]
 LINE = re.compile(r'^sticky_split_requests_total\{reason="([^"]+)",pool="([^"]+)"\} (\d+)$')
+RESPONSE_LINE = re.compile(r'^sticky_split_responses_total\{class="([^"]+)",pool="([^"]+)"\} (\d+)$')
+POOL_LINE = re.compile(r'^sticky_split_(ejections|failovers)_total\{pool="([^"]+)"\} (\d+)$')
 
 
 def counters(gw, settle=True):
@@ -23,6 +27,17 @@ def counters(gw, settle=True):
         if m:
             out[(m.group(1), m.group(2))] = int(m.group(3))
     return out
+
+
+def outcome_counters(gw):
+    """{(class, pool): n} and {(ejections|failovers, pool): n}, as labelled."""
+    responses, per_pool = {}, {}
+    for line in gw.admin("/stats/prometheus").splitlines():
+        if m := RESPONSE_LINE.match(line):
+            responses[(m.group(1), m.group(2))] = int(m.group(3))
+        elif m := POOL_LINE.match(line):
+            per_pool[(m.group(1), m.group(2))] = int(m.group(3))
+    return responses, per_pool
 
 
 def test_counts_match_the_traffic_sent(workdir, base_config):
@@ -48,6 +63,12 @@ def test_counts_match_the_traffic_sent(workdir, base_config):
             ("reassigned", "pool1"): reassigned["pool1"], ("reassigned", "pool2"): reassigned["pool2"],
         })
         assert got == want
+        # every response is counted once, by the pool that served it
+        responses, per_pool = outcome_counters(g)
+        assert set(responses) == {(k, p) for k in CLASSES for p in ("pool1", "pool2")}
+        pool_totals = {p: sum(n for (r, q), n in got.items() if q == p) for p in ("pool1", "pool2")}
+        assert responses == {(k, p): (pool_totals[p] if k == "2xx" else 0) for k in CLASSES for p in ("pool1", "pool2")}
+        assert per_pool == {(k, p): 0 for k in ("ejections", "failovers") for p in ("pool1", "pool2")}
         assert_vm_healthy(g)
 
 

@@ -55,7 +55,7 @@ fn time(config: &Config, reqs: &[Headers]) -> f64 {
             let start = Instant::now();
             for i in 0..200_000 {
                 let source = &mut sources[i % reqs.len()];
-                black_box(route(config, source, &mut rng));
+                black_box(route(config, source, &mut rng, None));
             }
             start.elapsed().as_nanos() as f64 / 200_000.0
         })

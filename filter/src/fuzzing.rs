@@ -7,7 +7,7 @@ use rand_core::SeedableRng;
 use crate::choice::key_hash;
 use crate::config::Config;
 use crate::cookie::{Payload, Verdict};
-use crate::decide::fetch::{route, ListedHeaders};
+use crate::decide::fetch::{respond, route, ListedHeaders};
 use crate::metrics;
 use crate::rng::Prng;
 
@@ -30,6 +30,12 @@ const CONFIGS: &[&str] = &[
        "hashOn": {"header": "x-user"}}"#,
     r#"{"pools": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}], "affinity": "ramp",
        "hashOn": {"cookie": "session"}, "cookie": {"name": "s", "maxAge": 0}}"#,
+    r#"{"pools": [{"name": "p1", "weight": 2}, {"name": "p.2", "weight": 1}, {"name": "p3", "weight": 0}],
+       "cookie": {"name": "s", "absoluteTimeout": 3600, "idleTimeout": 600, "signingKeyEnv": "K",
+                  "partitioned": true},
+       "generation": "g1", "sessionHeader": "x-session", "failover": {"ejectAfter": 1, "ejectSeconds": 5}}"#,
+    r#"{"pools": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}],
+       "cookie": {"name": "s", "idleTimeout": 2}, "affinity": "ramp", "sessionHeader": "x-s"}"#,
 ];
 
 thread_local! {
@@ -108,8 +114,13 @@ pub fn request(data: &[u8]) {
             ))
         })
         .collect();
-    let mut rng = Prng::seed_from_u64(key_hash(data));
-    let routed = route(&config, &mut ListedHeaders::new(headers), &mut rng);
+    let seed = key_hash(data);
+    let mut rng = Prng::seed_from_u64(seed);
+    let mut source = ListedHeaders::new(headers);
+    // a clock around the present, moved by the input
+    source.now = 1_800_000_000 + seed % 100_000;
+    let mut health = config.health();
+    let routed = route(&config, &mut source, &mut rng, health.as_mut());
     let d = routed.decision;
     let pool = config
         .pool(d.pool)
@@ -117,17 +128,39 @@ pub fn request(data: &[u8]) {
         .unwrap_or_default();
     let _ = metrics::slot(d.pool, d.reason);
     assert_eq!(d.cookie.is_some(), routed.set_cookie.is_some());
-    if let (Some(payload), Some(header)) = (d.cookie, routed.set_cookie) {
-        // what we write must read back as the payload decided
-        let prefix = format!("{}=", config.cookie.name);
-        let value = header
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split(';').next())
-            .unwrap_or_default();
-        let again = config.decode_cookie(value.as_bytes());
-        assert!(
-            again == Verdict::Valid(payload),
-            "issued cookie {header:?} for {pool} does not read back: {again:?}"
-        );
+    if let (Some(payload), Some(header)) = (d.cookie, &routed.set_cookie) {
+        assert_reads_back(&config, header, payload, &pool);
     }
+    // a response: status and flags from the input
+    let status = 100 + (seed >> 8) % 500;
+    let flags = if seed & 1 == 0 { 0x20 } else { seed >> 32 };
+    let responded = respond(
+        &config,
+        &mut source,
+        &mut rng,
+        health.as_mut(),
+        &routed,
+        u16::try_from(status).unwrap_or(500),
+        flags,
+    );
+    if let Some(moved) = responded.failed_over {
+        assert_ne!(moved.pool, d.pool, "failed over to the failing pool");
+        if let (Some(payload), Some(header)) = (moved.cookie, &responded.set_cookie) {
+            assert_reads_back(&config, header, payload, &pool);
+        }
+    }
+}
+
+/// What we write must read back as the payload decided.
+fn assert_reads_back(config: &Config, header: &str, payload: Payload, pool: &str) {
+    let prefix = format!("{}=", config.cookie.name);
+    let value = header
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_default();
+    let again = config.decode_cookie(value.as_bytes());
+    assert!(
+        again == Verdict::Valid(payload),
+        "issued cookie {header:?} for {pool} does not read back: {again:?}"
+    );
 }

@@ -7,6 +7,7 @@
 //! - `token`: RFC character classes for names;
 //! - `request`: the read-only header view and the Cookie-header scan;
 //! - `choice`: weighted pick and weighted rendezvous hashing;
+//! - `health`: per-VM pool ejection for failover;
 //! - `cookie`: the affinity value codec and the Set-Cookie template;
 //! - `rules`: compiled override rules;
 //! - `config`: the plugin config, raw (serde) and validated;
@@ -18,6 +19,7 @@ pub mod choice;
 pub mod config;
 pub mod cookie;
 pub mod decide;
+pub mod health;
 pub mod metrics;
 pub mod request;
 pub mod rng;

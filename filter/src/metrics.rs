@@ -1,19 +1,28 @@
-//! Counter names: one counter per (pool, reason), defined once per VM when
-//! the config loads. Pool and reason are in the name, in a form Envoy's
-//! stats tag extraction turns into Prometheus labels (see README, Metrics):
+//! Counter names, defined once per VM when the config loads: per (pool,
+//! reason) for requests, per (pool, class) for responses, per pool for
+//! ejections and for users moved off a failing pool. Labels are in the name,
+//! in a form Envoy's stats tag extraction turns into Prometheus labels (see
+//! README, Metrics):
 //!
 //! ```text
 //! sticky_split_requests_total_reason=<reason>_pool=<pool>
 //!   -> sticky_split_requests_total{reason="<reason>",pool="<pool>"}
+//! sticky_split_responses_total_class=<class>_pool=<pool>
+//! sticky_split_ejections_total_pool=<pool>
+//! sticky_split_failovers_total_pool=<pool>
 //! ```
 //! The pool comes last because pool names may contain `_` and `.`; reason
-//! names never do.
+//! and class names never do.
 
 use std::cell::Cell;
 
+use crate::decide::fetch::Class;
 use crate::decide::Reason;
 
 pub const REQUESTS_TOTAL: &str = "sticky_split_requests_total";
+pub const RESPONSES_TOTAL: &str = "sticky_split_responses_total";
+pub const EJECTIONS_TOTAL: &str = "sticky_split_ejections_total";
+pub const FAILOVERS_TOTAL: &str = "sticky_split_failovers_total";
 
 /// Gauge: the linear memory of all of this Envoy's sticky-split VMs, in bytes.
 /// Each VM adds the change in its own size every second (see [`MemoryShare`]),
@@ -51,17 +60,72 @@ pub fn counter_name(pool: &str, reason: Reason) -> String {
     format!("{REQUESTS_TOTAL}_reason={}_pool={pool}", reason.as_str())
 }
 
-/// Position of the (pool, reason) counter in a table of
-/// `pools * Reason::ALL.len()` counters, pool-major.
+/// Position of the (pool, reason) request counter: the table starts with
+/// `pools * Reason::ALL.len()` of them, pool-major.
 pub fn slot(pool: usize, reason: Reason) -> usize {
     pool * Reason::ALL.len() + reason.index()
 }
 
-/// Every (slot, name) for these pool names, in slot order.
-pub fn all_counters<'a>(pools: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    pools
+/// Positions of the other counters of a table for `pools` pools: after the
+/// request counters, the response counters (pool-major), then ejections,
+/// then failovers, one per pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    pub pools: usize,
+}
+
+impl Table {
+    fn responses_start(self) -> usize {
+        self.pools * Reason::ALL.len()
+    }
+
+    /// The (pool, class) response counter; `None` for an uncounted class.
+    pub fn response(self, pool: usize, class: Class) -> Option<usize> {
+        class
+            .index()
+            .map(|c| self.responses_start() + pool * Class::COUNTED.len() + c)
+    }
+
+    pub fn ejection(self, pool: usize) -> usize {
+        self.responses_start() + self.pools * Class::COUNTED.len() + pool
+    }
+
+    pub fn failover(self, pool: usize) -> usize {
+        self.ejection(self.pools) + pool
+    }
+
+    /// How many counters the table has.
+    pub fn len(self) -> usize {
+        self.failover(self.pools)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.pools == 0
+    }
+}
+
+/// Every counter name for these pool names, in slot order.
+pub fn all_counters<'a>(pools: impl IntoIterator<Item = &'a str> + Clone) -> Vec<String> {
+    let requests = pools
+        .clone()
         .into_iter()
-        .flat_map(|pool| Reason::ALL.iter().map(move |&r| counter_name(pool, r)))
+        .flat_map(|pool| Reason::ALL.iter().map(move |&r| counter_name(pool, r)));
+    let responses = pools.clone().into_iter().flat_map(|pool| {
+        Class::COUNTED
+            .iter()
+            .map(move |c| format!("{RESPONSES_TOTAL}_class={}_pool={pool}", c.as_str()))
+    });
+    let ejections = pools
+        .clone()
+        .into_iter()
+        .map(|pool| format!("{EJECTIONS_TOTAL}_pool={pool}"));
+    let failovers = pools
+        .into_iter()
+        .map(|pool| format!("{FAILOVERS_TOTAL}_pool={pool}"));
+    requests
+        .chain(responses)
+        .chain(ejections)
+        .chain(failovers)
         .collect()
 }
 

@@ -48,15 +48,21 @@ impl Rendezvous {
 
     /// The pool for a key hash (from [`key_hash`]).
     pub fn pick(&self, key: u64) -> usize {
-        let mut best = (f64::NEG_INFINITY, 0usize);
-        for &(index, seed, weight) in &self.live {
+        self.pick_where(key, |_| true).unwrap_or(0)
+    }
+
+    /// The pool for a key hash among the pools `allowed` accepts: the one
+    /// the key ranks highest. Taking a pool out moves only its own keys.
+    pub fn pick_where(&self, key: u64, allowed: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<(f64, usize)> = None;
+        for &(index, seed, weight) in self.live.iter().filter(|(i, _, _)| allowed(*i)) {
             // 53 random bits, centred in their interval: u in (0, 1), never 0 or 1
             let u = ((mix(key ^ seed) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
             let score = weight / -u.ln();
-            if score > best.0 {
-                best = (score, index);
+            if best.is_none_or(|(top, _)| score > top) {
+                best = Some((score, index));
             }
         }
-        best.1
+        best.map(|(_, index)| index)
     }
 }

@@ -13,8 +13,9 @@ mod validate;
 use serde::Deserialize;
 
 use crate::choice::{Rendezvous, WeightedPicker};
-use crate::cookie::{Codec, Payload, SetCookieTemplate, Verdict};
+use crate::cookie::{Codec, Payload, SetCookieTemplate, Stamp, Verdict};
 pub use crate::cookie::{CookieSpec, SameSite, Secure};
+use crate::health::Health;
 use crate::rules::Rule;
 pub use error::ConfigError;
 
@@ -28,6 +29,37 @@ pub const MAX_CLUSTER_LEN: usize = 255;
 pub const MAX_RULES: usize = 1024;
 /// Shortest signing key accepted: 128 bits.
 pub const MIN_KEY_BYTES: usize = 16;
+/// `failover` defaults: consecutive gateway-level failures that eject a
+/// pool, and for how long.
+pub const DEFAULT_EJECT_AFTER: u32 = 5;
+pub const DEFAULT_EJECT_SECONDS: u32 = 30;
+/// Longest ejection and server-side timeout accepted: one year.
+pub const MAX_SECONDS: u32 = 31_536_000;
+
+/// `failover`: moving users off a pool Envoy cannot reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failover {
+    pub enabled: bool,
+    pub eject_after: u32,
+    pub eject_seconds: u32,
+}
+
+/// Server-side lifetime of an affinity value (`cookie.absoluteTimeout`,
+/// `cookie.idleTimeout`), in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lifetime {
+    /// Since the pool was assigned.
+    pub absolute: Option<u32>,
+    /// Since the value was last issued; renewed after half of it.
+    pub idle: Option<u32>,
+}
+
+impl Lifetime {
+    /// Whether values carry a stamp and requests need the clock.
+    pub fn is_set(&self) -> bool {
+        self.absolute.is_some() || self.idle.is_some()
+    }
+}
 
 /// Where `hashOn` takes the user key from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +103,11 @@ pub struct Config {
     pub generation: Option<String>,
     /// Response header naming the pool and reason, when set.
     pub debug_header: Option<String>,
+    pub failover: Failover,
+    pub lifetime: Lifetime,
+    /// Request and response header carrying the affinity value for clients
+    /// without cookies, when set.
+    pub session_header: Option<String>,
     picker: WeightedPicker,
     rendezvous: Rendezvous,
     codec: Codec,
@@ -92,10 +129,19 @@ pub struct RequestNeeds {
     /// Cookies that rules and `hashOn` read, the affinity cookie included
     /// when a rule names it.
     pub cookies: Vec<String>,
+    /// The session header, read when configured.
+    pub session_header: Option<String>,
+    /// The clock (server-side timeouts).
+    pub clock: bool,
 }
 
 impl RequestNeeds {
-    fn of(rules: &[Rule], hash_on: Option<&HashOn>) -> RequestNeeds {
+    fn of(
+        rules: &[Rule],
+        hash_on: Option<&HashOn>,
+        session_header: Option<&String>,
+        lifetime: Lifetime,
+    ) -> RequestNeeds {
         let mut cookies: Vec<String> = Vec::new();
         let named = rules
             .iter()
@@ -111,9 +157,12 @@ impl RequestNeeds {
         }
         RequestNeeds {
             header_map: rules.iter().any(Rule::reads_headers)
-                || matches!(hash_on, Some(HashOn::Header(_))),
+                || matches!(hash_on, Some(HashOn::Header(_)))
+                || session_header.is_some(),
             path: rules.iter().any(Rule::reads_path),
             cookies,
+            session_header: session_header.cloned(),
+            clock: lifetime.is_set(),
         }
     }
 }
@@ -136,6 +185,18 @@ impl Config {
         validate::validate(error::parse(bytes)?, env)
     }
 
+    /// A fresh pool-health state for failover (one per VM), `None` when
+    /// failover is off.
+    pub fn health(&self) -> Option<Health> {
+        self.failover.enabled.then(|| {
+            Health::new(
+                self.pools.iter().map(|p| p.weight).collect(),
+                self.failover.eject_after,
+                self.failover.eject_seconds,
+            )
+        })
+    }
+
     /// What the decision reads from a request.
     pub fn needs(&self) -> &RequestNeeds {
         &self.needs
@@ -151,20 +212,53 @@ impl Config {
         self.rendezvous.pick(key_hash)
     }
 
-    /// Reads an affinity cookie value.
+    /// The pool for a user key among the pools not marked in `avoid`; `None`
+    /// when every pool with weight is avoided.
+    pub fn pool_for_key_avoiding(&self, key_hash: u64, avoid: &[bool]) -> Option<usize> {
+        self.rendezvous
+            .pick_where(key_hash, |i| !avoid.get(i).copied().unwrap_or(false))
+    }
+
+    /// Reads an affinity value (cookie or session header).
     pub fn decode_cookie(&self, value: &[u8]) -> Verdict {
         self.codec.decode(value, |name| self.pool_by_name(name))
     }
 
-    /// The affinity cookie value for a payload.
-    pub fn encode_cookie(&self, payload: Payload) -> Option<String> {
+    /// Reads an affinity value with its stamp, if values carry one.
+    pub fn decode_stamped(&self, value: &[u8]) -> (Verdict, Option<Stamp>) {
         self.codec
-            .encode(payload, |i| self.pool(i).map(|p| p.name.as_str()))
+            .decode_stamped(value, |name| self.pool_by_name(name))
+    }
+
+    /// The affinity value for a payload (unstamped).
+    pub fn encode_cookie(&self, payload: Payload) -> Option<String> {
+        self.encode_stamped(payload, None)
+    }
+
+    /// The affinity value for a payload and stamp (the stamp is written when
+    /// a server-side timeout is configured).
+    pub fn encode_stamped(&self, payload: Payload, stamp: Option<Stamp>) -> Option<String> {
+        self.codec
+            .encode_stamped(payload, stamp, |i| self.pool(i).map(|p| p.name.as_str()))
     }
 
     /// Picks a pool in proportion to the weights from one uniform 64-bit draw.
     pub fn pick(&self, draw: u64) -> usize {
         self.picker.pick(draw)
+    }
+
+    /// As [`Config::pick`] among the pools not marked in `avoid`; `None` when
+    /// no pool with weight is left.
+    pub fn pick_avoiding(&self, draw: u64, avoid: &[bool]) -> Option<usize> {
+        let weights = self
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match avoid.get(i) {
+                Some(true) => 0,
+                _ => p.weight,
+            });
+        WeightedPicker::new(weights).map(|picker| picker.pick(draw))
     }
 
     pub fn pool(&self, index: usize) -> Option<&Pool> {

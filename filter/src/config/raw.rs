@@ -24,6 +24,16 @@ pub struct RawConfig {
     pub affinity: Option<Affinity>,
     pub generation: Option<String>,
     pub debug_header: Option<String>,
+    pub failover: Option<RawFailover>,
+    pub session_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawFailover {
+    pub enabled: Option<bool>,
+    pub eject_after: Option<u32>,
+    pub eject_seconds: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +57,9 @@ pub struct RawCookie {
     pub secure: Option<RawSecure>,
     pub same_site: Option<RawSameSite>,
     pub signing_key_env: Option<String>,
+    pub absolute_timeout: Option<u32>,
+    pub idle_timeout: Option<u32>,
+    pub partitioned: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,10 +1,12 @@
 //! From the raw types to the runtime [`Config`]: one step per concern, each
 //! naming the field it refuses and why.
 
-use super::raw::{RawConfig, RawCookie, RawHashOn, RawPool, RawRule};
+use super::raw::{RawConfig, RawCookie, RawFailover, RawHashOn, RawPool, RawRule};
 use super::{
-    rules, Config, ConfigError, HashOn, Pool, RequestNeeds, DEFAULT_COOKIE_NAME, DEFAULT_MAX_AGE,
-    DEFAULT_ROUTE_HEADER, MAX_CLUSTER_LEN, MAX_NAME_LEN, MAX_POOLS, MAX_RULES, MIN_KEY_BYTES,
+    rules, Config, ConfigError, Failover, HashOn, Lifetime, Pool, RequestNeeds,
+    DEFAULT_COOKIE_NAME, DEFAULT_EJECT_AFTER, DEFAULT_EJECT_SECONDS, DEFAULT_MAX_AGE,
+    DEFAULT_ROUTE_HEADER, MAX_CLUSTER_LEN, MAX_NAME_LEN, MAX_POOLS, MAX_RULES, MAX_SECONDS,
+    MIN_KEY_BYTES,
 };
 use crate::choice::{Rendezvous, WeightedPicker};
 use crate::cookie::{self, Codec, CookieSpec, SameSite, Secure, SetCookieTemplate};
@@ -18,17 +20,33 @@ pub(super) fn validate(
     let (pools, by_name) = pools(raw.pools)?;
     let (picker, rendezvous) = weights(&pools)?;
     let key_env = raw.cookie.signing_key_env.clone();
+    let lifetime = lifetime(&raw.cookie)?;
     let cookie = cookie_spec(raw.cookie)?;
     let signing_key = key_env.map(|var| signing_key(&var, &env)).transpose()?;
     let generation = generation(raw.generation)?;
     let codec = Codec::new(&cookie.name, generation.clone(), signing_key.as_deref());
-    let (route_header, cluster_header, debug_header) =
-        headers(raw.route_header, raw.cluster_header, raw.debug_header)?;
+    let codec = if lifetime.is_set() {
+        codec.stamped()
+    } else {
+        codec
+    };
+    let HeaderNames {
+        route: route_header,
+        cluster: cluster_header,
+        debug: debug_header,
+        session: session_header,
+    } = headers(
+        raw.route_header,
+        raw.cluster_header,
+        raw.debug_header,
+        raw.session_header,
+    )?;
     let rules = rules(raw.rules, |name| {
         super::lookup_name(&pools, &by_name, name.as_bytes())
     })?;
     let hash_on = raw.hash_on.map(hash_on).transpose()?;
-    let needs = RequestNeeds::of(&rules, hash_on.as_ref());
+    let needs = RequestNeeds::of(&rules, hash_on.as_ref(), session_header.as_ref(), lifetime);
+    let failover = failover(raw.failover)?;
     Ok(Config {
         set_cookie: SetCookieTemplate::new(&cookie),
         pools,
@@ -40,6 +58,9 @@ pub(super) fn validate(
         affinity: raw.affinity.unwrap_or_default(),
         generation,
         debug_header,
+        failover,
+        lifetime,
+        session_header,
         picker,
         rendezvous,
         codec,
@@ -142,6 +163,13 @@ fn cookie_spec(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
             "None requires the Secure attribute (browsers drop SameSite=None cookies without it); set cookie.secure to true or \"auto\"",
         ));
     }
+    let partitioned = raw.partitioned.unwrap_or(false);
+    if partitioned && secure == Secure::Never {
+        return Err(ConfigError::new(
+            "cookie.partitioned",
+            "requires the Secure attribute (browsers drop Partitioned cookies without it); set cookie.secure to true or \"auto\"",
+        ));
+    }
     Ok(CookieSpec {
         name,
         max_age: raw.max_age.unwrap_or(DEFAULT_MAX_AGE),
@@ -150,6 +178,52 @@ fn cookie_spec(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
         http_only: raw.http_only.unwrap_or(true),
         secure,
         same_site,
+        partitioned,
+    })
+}
+
+/// `cookie.absoluteTimeout` and `cookie.idleTimeout`: 1 second to a year
+/// (idle at least 2, so that renewal after half of it is a whole second).
+fn lifetime(raw: &RawCookie) -> Result<Lifetime, ConfigError> {
+    let check = |field: &str, value: Option<u32>, min: u32| match value {
+        Some(v) if v < min || v > MAX_SECONDS => Err(ConfigError::new(
+            field,
+            format!("{v} is out of range ({min} to {MAX_SECONDS} seconds)"),
+        )),
+        v => Ok(v),
+    };
+    Ok(Lifetime {
+        absolute: check("cookie.absoluteTimeout", raw.absolute_timeout, 1)?,
+        idle: check("cookie.idleTimeout", raw.idle_timeout, 2)?,
+    })
+}
+
+/// `failover`: on unless `enabled` is false; ejection after 1 or more
+/// failures, for 1 second to a year.
+fn failover(raw: Option<RawFailover>) -> Result<Failover, ConfigError> {
+    let raw = raw.unwrap_or(RawFailover {
+        enabled: None,
+        eject_after: None,
+        eject_seconds: None,
+    });
+    let eject_after = raw.eject_after.unwrap_or(DEFAULT_EJECT_AFTER);
+    if eject_after == 0 {
+        return Err(ConfigError::new(
+            "failover.ejectAfter",
+            "must be at least 1 (consecutive gateway-level failures that eject a pool)",
+        ));
+    }
+    let eject_seconds = raw.eject_seconds.unwrap_or(DEFAULT_EJECT_SECONDS);
+    if eject_seconds == 0 || eject_seconds > MAX_SECONDS {
+        return Err(ConfigError::new(
+            "failover.ejectSeconds",
+            format!("{eject_seconds} is out of range (1 to {MAX_SECONDS} seconds)"),
+        ));
+    }
+    Ok(Failover {
+        enabled: raw.enabled.unwrap_or(true),
+        eject_after,
+        eject_seconds,
     })
 }
 
@@ -189,13 +263,22 @@ fn generation(raw: Option<String>) -> Result<Option<String>, ConfigError> {
     }
 }
 
-/// routeHeader, clusterHeader and debugHeader: lowercase, not reserved, and
-/// three different headers.
+/// The headers the filter writes or reads by name, validated.
+struct HeaderNames {
+    route: String,
+    cluster: Option<String>,
+    debug: Option<String>,
+    session: Option<String>,
+}
+
+/// routeHeader, clusterHeader, debugHeader and sessionHeader: lowercase,
+/// not reserved, and all different.
 fn headers(
     route: Option<String>,
     cluster: Option<String>,
     debug: Option<String>,
-) -> Result<(String, Option<String>, Option<String>), ConfigError> {
+    session: Option<String>,
+) -> Result<HeaderNames, ConfigError> {
     let route = check_header_name(
         "routeHeader",
         route.as_deref().unwrap_or(DEFAULT_ROUTE_HEADER),
@@ -220,7 +303,23 @@ fn headers(
             ));
         }
     }
-    Ok((route, cluster, debug))
+    let session = session
+        .map(|h| check_header_name("sessionHeader", &h))
+        .transpose()?;
+    if let Some(s) = &session {
+        if *s == route || cluster.as_ref() == Some(s) || debug.as_ref() == Some(s) {
+            return Err(ConfigError::new(
+                "sessionHeader",
+                "must differ from routeHeader, clusterHeader and debugHeader",
+            ));
+        }
+    }
+    Ok(HeaderNames {
+        route,
+        cluster,
+        debug,
+        session,
+    })
 }
 
 fn rules(

@@ -5,4 +5,4 @@ pub mod set_cookie;
 pub mod value;
 
 pub use set_cookie::{CookieSpec, SameSite, Secure, SetCookieTemplate};
-pub use value::{is_generation, Codec, Payload, Verdict};
+pub use value::{is_generation, Codec, Payload, Stamp, Verdict};

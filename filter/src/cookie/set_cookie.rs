@@ -38,6 +38,9 @@ pub struct CookieSpec {
     pub http_only: bool,
     pub secure: Secure,
     pub same_site: SameSite,
+    /// `Partitioned` (CHIPS): the browser keys the cookie by the top-level
+    /// site as well.
+    pub partitioned: bool,
 }
 
 /// The attribute part of the Set-Cookie header, rendered once per config for
@@ -64,9 +67,12 @@ impl SetCookieTemplate {
         if spec.http_only {
             attrs.push_str("; HttpOnly");
         }
-        let same_site = format!("; SameSite={}", spec.same_site.as_str());
-        let with_secure = format!("{attrs}; Secure{same_site}");
-        let without_secure = format!("{attrs}{same_site}");
+        let mut tail = format!("; SameSite={}", spec.same_site.as_str());
+        if spec.partitioned {
+            tail.push_str("; Partitioned");
+        }
+        let with_secure = format!("{attrs}; Secure{tail}");
+        let without_secure = format!("{attrs}{tail}");
         let (plain, secure) = match spec.secure {
             Secure::Always => (with_secure.clone(), with_secure),
             Secure::Never => (without_secure.clone(), without_secure),

@@ -2,7 +2,7 @@
 //! (with a signing key) a MAC that proves the gateway wrote it.
 //!
 //! ```text
-//! value   = [generation "."] payload ["." mac]
+//! value   = [generation "."] [stamp "."] payload ["." mac]
 //! payload = pool-name | "@" ramp-key
 //! ```
 //! - With neither generation nor signing, the value is the plain pool name,
@@ -10,9 +10,13 @@
 //! - `ramp-key`: 64 random bits, base64url (11 characters); the pool is
 //!   recomputed from it on every request (`"affinity": "ramp"`).
 //! - `generation`: `[A-Za-z0-9_-]`, so the first `.` ends it.
-//! - `mac`: HMAC-SHA256 over `cookie-name NUL generation NUL payload`,
-//!   truncated to 128 bits, base64url (22 characters), so the last `.` starts
-//!   it. Pool names may contain dots; those two rules keep parsing unambiguous.
+//! - `stamp`: only when a server-side timeout is configured: when the pool
+//!   was assigned and when the value was issued, two 32-bit counts of seconds
+//!   since the Unix epoch, base64url (11 characters, no `.`).
+//! - `mac`: HMAC-SHA256 over `cookie-name NUL generation NUL [stamp "."]
+//!   payload`, truncated to 128 bits, base64url (22 characters), so the last
+//!   `.` starts it. Pool names may contain dots; these rules keep parsing
+//!   unambiguous.
 
 use std::borrow::Cow;
 
@@ -23,6 +27,15 @@ use sha2::Sha256;
 
 pub const MAC_BYTES: usize = 16;
 const RAMP_KEY_CHARS: usize = 11;
+const STAMP_CHARS: usize = 11;
+
+/// When a value's pool was assigned and when the value was issued, in
+/// seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub assigned: u32,
+    pub issued: u32,
+}
 
 /// What a cookie pins, once checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +64,8 @@ pub struct Codec {
     generation: Option<String>,
     /// Keyed once at config time; cloned per use.
     signer: Option<Hmac<Sha256>>,
+    /// Values carry a [`Stamp`] (a server-side timeout is configured).
+    stamped: bool,
 }
 
 impl std::fmt::Debug for Codec {
@@ -60,6 +75,7 @@ impl std::fmt::Debug for Codec {
             .field("cookie_name", &self.cookie_name)
             .field("generation", &self.generation)
             .field("signed", &self.signer.is_some())
+            .field("stamped", &self.stamped)
             .finish()
     }
 }
@@ -79,7 +95,14 @@ impl Codec {
             cookie_name: cookie_name.to_string(),
             generation,
             signer: key.and_then(|k| Hmac::<Sha256>::new_from_slice(k).ok()),
+            stamped: false,
         }
+    }
+
+    /// The same codec, with values that carry a [`Stamp`].
+    pub fn stamped(mut self) -> Self {
+        self.stamped = true;
+        self
     }
 
     pub fn encode<'n>(
@@ -87,11 +110,31 @@ impl Codec {
         payload: Payload,
         pool_name: impl Fn(usize) -> Option<&'n str>,
     ) -> Option<String> {
-        let body: Cow<'n, str> = match payload {
+        self.encode_stamped(payload, None, pool_name)
+    }
+
+    /// Encodes a value; a stamped codec writes `stamp` (a value written
+    /// without one reads back unstamped, which a timeout treats as expired).
+    pub fn encode_stamped<'n>(
+        &self,
+        payload: Payload,
+        stamp: Option<Stamp>,
+        pool_name: impl Fn(usize) -> Option<&'n str>,
+    ) -> Option<String> {
+        let payload: Cow<'n, str> = match payload {
             Payload::Pool(i) => Cow::Borrowed(pool_name(i)?),
             Payload::RampKey(k) => {
                 Cow::Owned(format!("@{}", URL_SAFE_NO_PAD.encode(k.to_be_bytes())))
             }
+        };
+        let body: Cow<'n, str> = match (self.stamped, stamp) {
+            (true, Some(st)) => {
+                let [a0, a1, a2, a3] = st.assigned.to_be_bytes();
+                let [i0, i1, i2, i3] = st.issued.to_be_bytes();
+                let bytes = [a0, a1, a2, a3, i0, i1, i2, i3];
+                Cow::Owned(format!("{}.{payload}", URL_SAFE_NO_PAD.encode(bytes)))
+            }
+            _ => payload,
         };
         let mut out = String::with_capacity(body.len() + 48);
         if let Some(g) = &self.generation {
@@ -111,31 +154,41 @@ impl Codec {
         Some(out)
     }
 
-    fn mac(&self, mut m: Hmac<Sha256>, generation: &[u8], payload: &[u8]) -> Hmac<Sha256> {
+    fn mac(&self, mut m: Hmac<Sha256>, generation: &[u8], body: &[u8]) -> Hmac<Sha256> {
         m.update(self.cookie_name.as_bytes());
         m.update(&[0]);
         m.update(generation);
         m.update(&[0]);
-        m.update(payload);
+        m.update(body);
         m
     }
 
     /// Checks a cookie value: MAC first (it covers the rest), then the
     /// generation, then the payload. `pool_index` resolves pool names.
     pub fn decode(&self, value: &[u8], pool_index: impl Fn(&[u8]) -> Option<usize>) -> Verdict {
+        self.decode_stamped(value, pool_index).0
+    }
+
+    /// As [`Codec::decode`], with the value's stamp when the codec is stamped
+    /// and the value carries one.
+    pub fn decode_stamped(
+        &self,
+        value: &[u8],
+        pool_index: impl Fn(&[u8]) -> Option<usize>,
+    ) -> (Verdict, Option<Stamp>) {
         let mut rest = value;
         let mut tag = [0u8; MAC_BYTES];
         if self.signer.is_some() {
             let Some(dot) = rest.iter().rposition(|&b| b == b'.') else {
-                return Verdict::Forged;
+                return (Verdict::Forged, None);
             };
             let (body, mac_text) = rest.split_at(dot);
             if decode_exact(mac_text.get(1..).unwrap_or_default(), &mut tag).is_none() {
-                return Verdict::Forged;
+                return (Verdict::Forged, None);
             }
             rest = body;
         }
-        let (generation, payload) = if self.generation.is_some() {
+        let (generation, body) = if self.generation.is_some() {
             match rest.iter().position(|&b| b == b'.') {
                 Some(dot) => (
                     rest.get(..dot).unwrap_or_default(),
@@ -148,19 +201,23 @@ impl Codec {
         };
         if let Some(signer) = &self.signer {
             if self
-                .mac(signer.clone(), generation, payload)
+                .mac(signer.clone(), generation, body)
                 .verify_truncated_left(&tag)
                 .is_err()
             {
-                return Verdict::Forged;
+                return (Verdict::Forged, None);
             }
         }
         if let Some(g) = &self.generation {
             if generation != g.as_bytes() {
-                return Verdict::Stale;
+                return (Verdict::Stale, None);
             }
         }
-        match payload {
+        let (stamp, payload) = match self.stamped {
+            true => split_stamp(body),
+            false => (None, body),
+        };
+        let verdict = match payload {
             [b'@', key @ ..] if key.len() == RAMP_KEY_CHARS => {
                 let mut bytes = [0u8; 8];
                 match decode_exact(key, &mut bytes) {
@@ -169,7 +226,32 @@ impl Codec {
                 }
             }
             _ => pool_index(payload).map_or(Verdict::Unknown, |i| Verdict::Valid(Payload::Pool(i))),
+        };
+        (verdict, stamp)
+    }
+}
+
+/// The stamp at the start of a stamped value's body and the payload after
+/// it; no stamp (and the whole body) when the body does not start with one.
+fn split_stamp(body: &[u8]) -> (Option<Stamp>, &[u8]) {
+    let (Some(head), Some(b'.'), Some(rest)) = (
+        body.get(..STAMP_CHARS),
+        body.get(STAMP_CHARS),
+        body.get(STAMP_CHARS + 1..),
+    ) else {
+        return (None, body);
+    };
+    let mut bytes = [0u8; 8];
+    match decode_exact(head, &mut bytes) {
+        Some(()) => {
+            let [a0, a1, a2, a3, i0, i1, i2, i3] = bytes;
+            let stamp = Stamp {
+                assigned: u32::from_be_bytes([a0, a1, a2, a3]),
+                issued: u32::from_be_bytes([i0, i1, i2, i3]),
+            };
+            (Some(stamp), rest)
         }
+        None => (None, body),
     }
 }
 

@@ -4,10 +4,14 @@
 //!
 //! Precedence, first that applies:
 //! 1. **rules**, in order;
-//! 2. a **valid affinity cookie** (not evicted, current generation, genuine
-//!    MAC): a pinned pool, or a ramp key whose pool is recomputed;
+//! 2. a **valid affinity value**, from the cookie or else the session header
+//!    (not evicted, current generation, genuine MAC, within the server-side
+//!    timeouts): a pinned pool, or a ramp key whose pool is recomputed;
 //! 3. the **hashOn** key, if the request carries one;
 //! 4. a **weighted pick** (in ramp mode: a new random key, hashed).
+//!
+//! Pools out of service (ejected by failover) are avoided by steps 2 to 4:
+//! a user pinned there is re-picked (`failover`); rules still apply.
 
 pub mod fetch;
 mod reason;
@@ -16,7 +20,7 @@ use rand_core::Rng;
 
 use crate::choice;
 use crate::config::{Affinity, Config, HashOn};
-use crate::cookie::{Payload, Verdict};
+use crate::cookie::{Payload, Stamp, Verdict};
 use crate::request::{cookies, Request};
 pub use reason::Reason;
 
@@ -25,8 +29,28 @@ pub struct Decision {
     /// Index into `Config::pools`.
     pub pool: usize,
     pub reason: Reason,
-    /// What to write into the affinity cookie on the response, if anything.
+    /// What to write into the affinity value on the response, if anything.
     pub cookie: Option<Payload>,
+    /// When the written value's pool was first assigned, for a renewal that
+    /// keeps it (`None`: assigned now).
+    pub assigned: Option<u32>,
+}
+
+/// What routing needs besides the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Conditions<'a> {
+    /// Seconds since the Unix epoch, when a server-side timeout needs it.
+    pub now: Option<u64>,
+    /// Pools out of service (`avoid[i]`), when any is.
+    pub avoid: Option<&'a [bool]>,
+}
+
+impl Conditions<'_> {
+    fn avoids(&self, pool: usize) -> bool {
+        self.avoid
+            .and_then(|a| a.get(pool).copied())
+            .unwrap_or(false)
+    }
 }
 
 /// Steps 1 to 3 of the precedence, which need no randomness.
@@ -34,96 +58,192 @@ pub struct Decision {
 pub enum Resolved {
     Decided(Decision),
     /// A new assignment is due, for this reason (`New`, or the worst problem
-    /// the affinity cookie had).
+    /// the affinity value had).
     Assign(Reason),
 }
 
-/// Decides for one request whose headers are all in `req`.
+/// Decides for one request whose headers are all in `req`, with every pool
+/// in service and no clock.
 pub fn decide<R: Rng + ?Sized>(config: &Config, req: &Request, rng: &mut R) -> Decision {
-    finish(config, resolve(config, req), rng)
+    decide_with(config, req, Conditions::default(), rng)
+}
+
+/// Decides for one request whose headers are all in `req`.
+pub fn decide_with<R: Rng + ?Sized>(
+    config: &Config,
+    req: &Request,
+    cond: Conditions,
+    rng: &mut R,
+) -> Decision {
+    finish(config, resolve_with(config, req, cond), cond, rng)
 }
 
 /// Completes a resolution, drawing once if a new assignment is due.
-pub fn finish<R: Rng + ?Sized>(config: &Config, resolved: Resolved, rng: &mut R) -> Decision {
+pub fn finish<R: Rng + ?Sized>(
+    config: &Config,
+    resolved: Resolved,
+    cond: Conditions,
+    rng: &mut R,
+) -> Decision {
     match resolved {
         Resolved::Decided(d) => d,
-        Resolved::Assign(reason) => assign(config, reason, rng.next_u64()),
+        Resolved::Assign(reason) => assign(config, reason, cond, rng.next_u64()),
     }
 }
 
-/// Steps 1 to 3: rules, the affinity cookie, the hashOn key.
+/// Steps 1 to 3 with every pool in service and no clock.
 pub fn resolve(config: &Config, req: &Request) -> Resolved {
+    resolve_with(config, req, Conditions::default())
+}
+
+/// Steps 1 to 3: rules, the affinity value, the hashOn key.
+pub fn resolve_with(config: &Config, req: &Request, cond: Conditions) -> Resolved {
     if let Some(rule) = config.rules.iter().find(|r| r.matches(req)) {
         return Resolved::Decided(Decision {
             pool: rule.pool,
             reason: Reason::Rule,
             cookie: rule.sticky.then_some(Payload::Pool(rule.pool)),
+            assigned: None,
         });
     }
-    let problem = match from_affinity_cookie(config, req) {
+    let problem = match from_affinity_value(config, req, cond) {
         Ok(decision) => return Resolved::Decided(decision),
         Err(problem) => problem,
     };
-    // A bad affinity cookie stays ignored while a hashOn key decides.
+    // A bad affinity value stays ignored while a hashOn key decides.
     if let Some(key_hash) = hash_key(config, req) {
         return Resolved::Decided(Decision {
-            pool: config.pool_for_key(key_hash),
+            pool: keyed_pool(config, key_hash, cond),
             reason: Reason::Hash,
             cookie: None,
+            assigned: None,
         });
     }
     Resolved::Assign(problem.unwrap_or(Reason::New))
 }
 
-/// The first valid affinity cookie value's decision (browsers send the most
-/// specific path first); otherwise the worst problem seen, if any.
-fn from_affinity_cookie(config: &Config, req: &Request) -> Result<Decision, Option<Reason>> {
+/// The first valid affinity value's decision: the cookie's values in order
+/// (browsers send the most specific path first), then the session header;
+/// otherwise the worst problem seen, if any.
+fn from_affinity_value(
+    config: &Config,
+    req: &Request,
+    cond: Conditions,
+) -> Result<Decision, Option<Reason>> {
     let name = config.cookie.name.as_bytes();
+    let session = config.session_header.as_deref().and_then(|h| req.header(h));
+    let values = req
+        .cookie_headers()
+        .flat_map(|header| cookies::values(header, name))
+        .chain(session.as_deref());
     let mut problem: Option<Reason> = None;
-    let mut note = |r: Reason| problem = Some(problem.map_or(r, |p| p.max(r)));
-    for header in req.cookie_headers() {
-        for value in cookies::values(header, name) {
-            match config.decode_cookie(value) {
-                Verdict::Valid(Payload::Pool(pool)) => match config.pool(pool) {
-                    Some(p) if p.evict => note(Reason::Evicted),
-                    Some(p) => {
-                        let reason = if p.weight == 0 {
-                            Reason::DrainedPinned
-                        } else {
-                            Reason::Sticky
-                        };
-                        return Ok(Decision {
-                            pool,
-                            reason,
-                            cookie: None,
-                        });
-                    }
-                    None => note(Reason::Reassigned),
-                },
-                Verdict::Valid(Payload::RampKey(key)) => {
-                    return Ok(Decision {
-                        pool: config.pool_for_key(choice::mix(key)),
-                        reason: Reason::Ramp,
-                        cookie: None,
-                    });
-                }
-                Verdict::Forged => note(Reason::Forged),
-                Verdict::Stale | Verdict::Unknown => note(Reason::Reassigned),
-            }
+    for value in values {
+        match judge(config, value, cond) {
+            Ok(decision) => return Ok(decision),
+            Err(r) => problem = Some(problem.map_or(r, |p| p.max(r))),
         }
     }
     Err(problem)
 }
 
-/// Step 4: a new assignment from one 64-bit draw.
-fn assign(config: &Config, reason: Reason, draw: u64) -> Decision {
+/// One affinity value: the decision it makes, or why it makes none.
+fn judge(config: &Config, value: &[u8], cond: Conditions) -> Result<Decision, Reason> {
+    let (verdict, stamp) = config.decode_stamped(value);
+    let payload = match verdict {
+        Verdict::Valid(payload) => payload,
+        Verdict::Forged => return Err(Reason::Forged),
+        Verdict::Stale | Verdict::Unknown => return Err(Reason::Reassigned),
+    };
+    if let Payload::Pool(pool) = payload {
+        match config.pool(pool) {
+            None => return Err(Reason::Reassigned),
+            Some(p) if p.evict => return Err(Reason::Evicted),
+            Some(_) => {}
+        }
+    }
+    let renew = match (config.lifetime.is_set(), cond.now) {
+        (true, Some(now)) => match lifetime_of(config, stamp, now) {
+            Lifetime::Expired => return Err(Reason::Expired),
+            Lifetime::Renew => true,
+            Lifetime::Valid => false,
+        },
+        _ => false,
+    };
+    let (pool, reason) = match payload {
+        Payload::Pool(pool) if cond.avoids(pool) => return Err(Reason::Failover),
+        Payload::Pool(pool) => match config.pool(pool) {
+            Some(p) if p.weight == 0 => (pool, Reason::DrainedPinned),
+            _ => (pool, Reason::Sticky),
+        },
+        Payload::RampKey(key) => {
+            let natural = config.pool_for_key(choice::mix(key));
+            if cond.avoids(natural) {
+                (keyed_pool(config, choice::mix(key), cond), Reason::Failover)
+            } else {
+                (natural, Reason::Ramp)
+            }
+        }
+    };
+    Ok(Decision {
+        pool,
+        reason,
+        cookie: renew.then_some(payload),
+        assigned: stamp.map(|s| s.assigned),
+    })
+}
+
+enum Lifetime {
+    Valid,
+    /// Valid, and past half of the idle timeout: issue it again.
+    Renew,
+    Expired,
+}
+
+/// A stamped value against the configured timeouts; a value without a
+/// stamp (an older config's, or the hand-written pattern's) has expired.
+fn lifetime_of(config: &Config, stamp: Option<Stamp>, now: u64) -> Lifetime {
+    let Some(stamp) = stamp else {
+        return Lifetime::Expired;
+    };
+    let age = now.saturating_sub(u64::from(stamp.assigned));
+    let idle = now.saturating_sub(u64::from(stamp.issued));
+    let limits = config.lifetime;
+    if limits.absolute.is_some_and(|a| age > u64::from(a))
+        || limits.idle.is_some_and(|i| idle > u64::from(i))
+    {
+        return Lifetime::Expired;
+    }
+    match limits.idle {
+        Some(i) if idle > u64::from(i / 2) => Lifetime::Renew,
+        _ => Lifetime::Valid,
+    }
+}
+
+/// The pool a key hashes to, among the pools in service when its own is
+/// not (and when none is left, its own).
+fn keyed_pool(config: &Config, key_hash: u64, cond: Conditions) -> usize {
+    let natural = config.pool_for_key(key_hash);
+    match cond.avoid {
+        Some(avoid) if cond.avoids(natural) => config
+            .pool_for_key_avoiding(key_hash, avoid)
+            .unwrap_or(natural),
+        _ => natural,
+    }
+}
+
+/// Step 4: a new assignment from one 64-bit draw, among the pools in
+/// service (all pools, should none with weight be left).
+fn assign(config: &Config, reason: Reason, cond: Conditions, draw: u64) -> Decision {
     let (pool, cookie) = match config.affinity {
         Affinity::Pool => {
-            let pool = config.pick(draw);
+            let pool = cond
+                .avoid
+                .and_then(|avoid| config.pick_avoiding(draw, avoid))
+                .unwrap_or_else(|| config.pick(draw));
             (pool, Payload::Pool(pool))
         }
         Affinity::Ramp => (
-            config.pool_for_key(choice::mix(draw)),
+            keyed_pool(config, choice::mix(draw), cond),
             Payload::RampKey(draw),
         ),
     };
@@ -131,7 +251,51 @@ fn assign(config: &Config, reason: Reason, draw: u64) -> Decision {
         pool,
         reason,
         cookie: Some(cookie),
+        assigned: None,
     }
+}
+
+/// Whether a user whose request was decided so is moved when Envoy fails to
+/// reach the pool: users whose affinity cookie names a pool. Rules keep
+/// their pool (the next request would match again), and so do hashOn and
+/// ramp users (their pool is a function of their key; ejection moves them).
+pub fn moves_on_failure(config: &Config, decision: &Decision) -> bool {
+    config.affinity == Affinity::Pool
+        && !matches!(decision.reason, Reason::Rule | Reason::Hash | Reason::Ramp)
+}
+
+/// The new pool for a user whose request to `failing` failed at the
+/// gateway: picked as for a new user (rules, then hashOn, then weights),
+/// never `failing` nor a pool out of service. `None` when no other pool
+/// with weight (or matching rule) is left.
+pub fn fail_over<R: Rng + ?Sized>(
+    config: &Config,
+    req: &Request,
+    failing: usize,
+    cond: Conditions,
+    rng: &mut R,
+) -> Option<Decision> {
+    let mut avoid = cond
+        .avoid
+        .map_or_else(|| vec![false; config.pools.len()], <[bool]>::to_vec);
+    if let Some(slot) = avoid.get_mut(failing) {
+        *slot = true;
+    }
+    let moved = |pool| Decision {
+        pool,
+        reason: Reason::Failover,
+        cookie: Some(Payload::Pool(pool)),
+        assigned: None,
+    };
+    if let Some(rule) = config.rules.iter().find(|r| r.matches(req)) {
+        if !avoid.get(rule.pool).copied().unwrap_or(true) {
+            return Some(moved(rule.pool));
+        }
+    }
+    if let Some(key_hash) = hash_key(config, req) {
+        return config.pool_for_key_avoiding(key_hash, &avoid).map(moved);
+    }
+    config.pick_avoiding(rng.next_u64(), &avoid).map(moved)
 }
 
 /// The hash of the `hashOn` user key, if the request has a non-empty one.

@@ -6,9 +6,11 @@
 /// The order of the variants means two things, so change it with care:
 /// - a variant's position in [`Reason::ALL`] is its counter's slot in the
 ///   per-pool counter table (`metrics::slot`);
-/// - among the problems an affinity cookie can have (`Reassigned`, `Evicted`,
-///   `Forged`), the later one wins when a request carries several bad values:
-///   a forgery is reported over an eviction, an eviction over an unknown pool.
+/// - among the problems an affinity value can have (`Reassigned`, `Expired`,
+///   `Evicted`, `Forged`, `Failover`), the later one wins when a request
+///   carries several: a pool out of service is reported over a forgery, a
+///   forgery over an eviction, an eviction over an expiry, an expiry over an
+///   unknown pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     /// A rule matched.
@@ -27,15 +29,22 @@ pub enum Reason {
     /// The affinity cookie names no configured pool, is malformed, or is of
     /// another generation: weighted pick, cookie rewritten.
     Reassigned,
+    /// The affinity value is past `cookie.absoluteTimeout` or
+    /// `cookie.idleTimeout`, or carries no issue time while one is set:
+    /// weighted pick, cookie rewritten.
+    Expired,
     /// The affinity cookie pins a pool marked `evict`: moved, cookie rewritten.
     Evicted,
     /// Signing is on and the cookie's MAC is missing or wrong: treated as a
     /// new user, cookie rewritten.
     Forged,
+    /// The user's pool is out of service (ejected after gateway-level
+    /// failures): moved, cookie rewritten (a ramp key is kept).
+    Failover,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Rule,
         Reason::Sticky,
         Reason::DrainedPinned,
@@ -43,8 +52,10 @@ impl Reason {
         Reason::Ramp,
         Reason::New,
         Reason::Reassigned,
+        Reason::Expired,
         Reason::Evicted,
         Reason::Forged,
+        Reason::Failover,
     ];
 
     /// Position in [`Reason::ALL`].
@@ -61,8 +72,10 @@ impl Reason {
             Reason::Ramp => "ramp",
             Reason::New => "new",
             Reason::Reassigned => "reassigned",
+            Reason::Expired => "expired",
             Reason::Evicted => "evicted",
             Reason::Forged => "forged",
+            Reason::Failover => "failover",
         }
     }
 }

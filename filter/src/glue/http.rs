@@ -1,55 +1,68 @@
-//! One HTTP stream: answers the core's header reads from Envoy, applies its
-//! decision to the request, and adds the cookie and debug header to the
-//! response.
+//! One HTTP stream: answers the core's reads from Envoy, applies its
+//! decision to the request, and on the response counts the outcome, feeds
+//! the pool's health, and adds the cookie, session and debug headers.
 
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, Status};
 
-use super::SharedRng;
+use super::{SharedHealth, SharedRng};
 use crate::config::Config;
-use crate::decide::fetch::{route, HeaderSource, Routed};
-use crate::metrics::{self, CounterBatch};
+use crate::decide::fetch::{respond, route, HeaderSource, Responded, Routed};
+use crate::metrics::{self, CounterBatch, Table};
 use crate::request::Headers;
 
 pub(super) struct HttpFilter {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
+    health: Option<SharedHealth>,
     counters: Rc<CounterBatch>,
-    /// The Set-Cookie value to append to the response, when (re)assigned.
-    set_cookie: Option<String>,
-    /// (header, value) of the debug header, when configured.
-    debug: Option<(String, String)>,
+    /// The decision for this stream's request, once made.
+    routed: Option<Routed>,
+    /// Whether the response headers were seen (a probe without them was
+    /// abandoned).
+    answered: bool,
 }
 
 impl HttpFilter {
     pub(super) fn new(
         config: Option<Rc<Config>>,
         rng: Option<SharedRng>,
+        health: Option<SharedHealth>,
         counters: Rc<CounterBatch>,
     ) -> Self {
         HttpFilter {
             config,
             rng,
+            health,
             counters,
-            set_cookie: None,
-            debug: None,
+            routed: None,
+            answered: false,
         }
     }
 }
 
-/// The request headers of the current stream, read from Envoy on demand.
-struct HostHeaders<'a>(&'a HttpFilter);
+/// The current stream's request headers and the clock, read from Envoy on
+/// demand.
+struct Host<'a>(&'a HttpFilter);
 
-impl HeaderSource for HostHeaders<'_> {
+impl HeaderSource for Host<'_> {
     fn first(&mut self, name: &str) -> Option<Vec<u8>> {
         self.0.get_http_request_header_bytes(name)
     }
 
     fn all(&mut self) -> Headers {
         self.0.get_http_request_headers_bytes()
+    }
+
+    fn now(&mut self) -> u64 {
+        self.0
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 }
 
@@ -60,30 +73,69 @@ impl HttpContext for HttpFilter {
         let (Some(config), Some(rng)) = (self.config.clone(), self.rng.clone()) else {
             return Action::Continue;
         };
+        // Not reachable in a single-threaded VM; still, never panic.
         let Ok(mut rng) = rng.try_borrow_mut() else {
-            // Not reachable in a single-threaded VM; still, never panic.
             return Action::Continue;
         };
-        let routed = route(&config, &mut HostHeaders(self), &mut *rng);
-        drop(rng);
-        self.apply(&config, routed);
+        let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
+        let routed = route(&config, &mut Host(self), &mut *rng, health.as_deref_mut());
+        drop((rng, health));
+        self.apply(&config, &routed);
+        self.routed = Some(routed);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(cookie) = self.set_cookie.take() {
-            // Appended: the application's own Set-Cookie headers stay as they are.
-            self.add_http_response_header("set-cookie", &cookie);
-        }
-        if let Some((name, value)) = self.debug.take() {
-            self.set_http_response_header(&name, Some(&value));
-        }
+        self.answered = true;
+        let (Some(config), Some(routed)) = (self.config.clone(), self.routed.take()) else {
+            return Action::Continue;
+        };
+        let status = self
+            .get_http_response_header_bytes(":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        // Envoy's response flags tell its own failures from the application's
+        // 5xx; read only for a 5xx.
+        let flags = if status >= 500 {
+            self.response_flags()
+        } else {
+            0
+        };
+        let responded = match self.rng.clone() {
+            Some(rng) => match rng.try_borrow_mut() {
+                Ok(mut rng) => {
+                    let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
+                    respond(
+                        &config,
+                        &mut Host(self),
+                        &mut *rng,
+                        health.as_deref_mut(),
+                        &routed,
+                        status,
+                        flags,
+                    )
+                }
+                Err(_) => return Action::Continue,
+            },
+            None => return Action::Continue,
+        };
+        self.answer(&config, &routed, responded);
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let (Some(routed), false) = (&self.routed, self.answered) {
+            if routed.probe {
+                if let Some(mut h) = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok()) {
+                    h.probe_abandoned(routed.decision.pool);
+                }
+            }
+        }
     }
 }
 
 impl HttpFilter {
-    fn apply(&mut self, config: &Config, routed: Routed) {
+    fn apply(&mut self, config: &Config, routed: &Routed) {
         let decision = routed.decision;
         let Some(pool) = config.pool(decision.pool) else {
             return;
@@ -95,15 +147,58 @@ impl HttpFilter {
             self.set_http_request_header(cluster_header, Some(&pool.cluster));
         }
         clear_route_cache();
-        self.set_cookie = routed.set_cookie;
         self.counters
             .count(metrics::slot(decision.pool, decision.reason));
-        if let Some(name) = &config.debug_header {
-            self.debug = Some((
-                name.clone(),
-                format!("pool={}; reason={}", pool.name, decision.reason.as_str()),
-            ));
+    }
+
+    fn answer(&mut self, config: &Config, routed: &Routed, responded: Responded) {
+        let pool = routed.decision.pool;
+        let table = Table {
+            pools: config.pools.len(),
+        };
+        if let Some(slot) = table.response(pool, responded.class) {
+            self.counters.count(slot);
         }
+        if responded.ejected {
+            self.counters.count(table.ejection(pool));
+            log::warn!(
+                "pool {} ejected after gateway-level failures",
+                config.pool(pool).map_or("?", |p| p.name.as_str())
+            );
+        }
+        let (set_cookie, session) = match &responded.failed_over {
+            Some(_) => {
+                self.counters.count(table.failover(pool));
+                (responded.set_cookie, responded.session_value)
+            }
+            None => (routed.set_cookie.clone(), routed.session_value.clone()),
+        };
+        if let Some(cookie) = set_cookie {
+            // Appended: the application's own Set-Cookie headers stay as they are.
+            self.add_http_response_header("set-cookie", &cookie);
+        }
+        if let (Some(name), Some(value)) = (&config.session_header, session) {
+            self.set_http_response_header(name, Some(&value));
+        }
+        if let (Some(name), Some(p)) = (&config.debug_header, config.pool(pool)) {
+            let mut value = format!(
+                "pool={}; reason={}",
+                p.name,
+                routed.decision.reason.as_str()
+            );
+            if let Some(moved) = responded.failed_over.and_then(|d| config.pool(d.pool)) {
+                value.push_str("; failover=");
+                value.push_str(&moved.name);
+            }
+            self.set_http_response_header(name, Some(&value));
+        }
+    }
+
+    /// Envoy's response flags (`response.flags`: a little-endian integer).
+    fn response_flags(&self) -> u64 {
+        self.get_property(vec!["response", "flags"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes)
     }
 }
 

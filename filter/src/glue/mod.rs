@@ -13,6 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType, Status};
 
 use crate::config::Config;
+use crate::health::Health;
 use crate::metrics::{self, CounterBatch};
 use crate::rng::{self, Prng};
 
@@ -28,11 +29,14 @@ mod entry {
 }
 
 type SharedRng = Rc<RefCell<Prng>>;
+type SharedHealth = Rc<RefCell<Health>>;
 
 #[derive(Default)]
 struct Root {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
+    /// Pool health for failover, per VM and configuration.
+    health: Option<SharedHealth>,
     counters: Rc<CounterBatch>,
     /// Counters of earlier configurations, flushed until no stream holds them.
     retired: Vec<Rc<CounterBatch>>,
@@ -126,6 +130,7 @@ impl RootContext for Root {
                     Err(status) => log::warn!("metrics unavailable: {status:?}"),
                 }
                 self.flush_counters();
+                self.health = config.health().map(|h| Rc::new(RefCell::new(h)));
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -140,6 +145,7 @@ impl RootContext for Root {
         Some(Box::new(http::HttpFilter::new(
             self.config.clone(),
             self.rng.clone(),
+            self.health.clone(),
             self.counters.clone(),
         )))
     }

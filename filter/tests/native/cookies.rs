@@ -131,6 +131,7 @@ fn spec(secure: Secure, max_age: u32, domain: Option<&str>, http_only: bool) -> 
         http_only,
         secure,
         same_site: SameSite::Lax,
+        partitioned: false,
     }
 }
 

@@ -99,7 +99,7 @@ fn route_decides_as_the_whole_request_would() {
                     let full = decide(c, &Request::new(&all), &mut Prng::seed_from_u64(seed));
                     let mut source = ListedHeaders::new(all.clone());
                     let mut rng = Counting::new(seed);
-                    let routed = route(c, &mut source, &mut rng);
+                    let routed = route(c, &mut source, &mut rng, None);
                     assert_eq!(routed.decision, full, "{all:?}");
                     assert!(rng.draws <= 1, "{} draws for {all:?}", rng.draws);
                     assert_eq!(routed.decision.cookie.is_some(), rng.draws == 1);
@@ -201,7 +201,7 @@ fn reads_only_what_the_decision_needs() {
     for (label, json, pairs, singles, full) in cases {
         let c = config(json);
         let mut source = ListedHeaders::new(headers(pairs));
-        let routed = route(&c, &mut source, &mut Prng::seed_from_u64(1));
+        let routed = route(&c, &mut source, &mut Prng::seed_from_u64(1), None);
         assert_eq!(
             source.single_reads,
             singles.len(),
@@ -216,7 +216,7 @@ fn reads_only_what_the_decision_needs() {
     for json in [PLAIN, HEADER_RULE] {
         let c = config(json);
         let mut source = ListedHeaders::new(headers(&[(":scheme", b"https")]));
-        let routed = route(&c, &mut source, &mut Prng::seed_from_u64(1));
+        let routed = route(&c, &mut source, &mut Prng::seed_from_u64(1), None);
         assert_eq!(routed.decision.reason, Reason::New);
         assert!(routed.set_cookie.unwrap().contains("; Secure"), "{json}");
     }

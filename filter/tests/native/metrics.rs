@@ -1,7 +1,8 @@
 //! Counter names and slots, batched counts, the memory gauge's shares.
 
+use sticky_split::decide::fetch::Class;
 use sticky_split::decide::Reason;
-use sticky_split::metrics::{all_counters, counter_name, slot, CounterBatch, MemoryShare};
+use sticky_split::metrics::{all_counters, counter_name, slot, CounterBatch, MemoryShare, Table};
 
 #[test]
 fn memory_shares_sum_to_the_vms_sizes() {
@@ -40,18 +41,75 @@ fn pending_counts_drain_once() {
 
 #[test]
 fn names_and_slots_agree() {
-    let names = all_counters(["pool1", "v1.2_b"]);
-    assert_eq!(names.len(), 2 * Reason::ALL.len());
-    for (p, pool) in ["pool1", "v1.2_b"].iter().enumerate() {
+    let pools = ["pool1", "v1.2_b"];
+    let names = all_counters(pools);
+    let table = Table { pools: 2 };
+    assert_eq!(names.len(), table.len());
+    assert_eq!(
+        names.len(),
+        2 * (Reason::ALL.len() + Class::COUNTED.len() + 2)
+    );
+    for (p, pool) in pools.iter().enumerate() {
         for &r in &Reason::ALL {
             assert_eq!(names[slot(p, r)], counter_name(pool, r));
         }
+        for &c in &Class::COUNTED {
+            let at = table.response(p, c).unwrap();
+            assert_eq!(
+                names[at],
+                format!(
+                    "sticky_split_responses_total_class={}_pool={pool}",
+                    c.as_str()
+                )
+            );
+        }
+        assert_eq!(
+            names[table.ejection(p)],
+            format!("sticky_split_ejections_total_pool={pool}")
+        );
+        assert_eq!(
+            names[table.failover(p)],
+            format!("sticky_split_failovers_total_pool={pool}")
+        );
     }
+    assert_eq!(table.response(0, Class::Informational), None);
+    // every slot is named once
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), names.len());
     assert_eq!(
         counter_name("v1.2_b", Reason::DrainedPinned),
         "sticky_split_requests_total_reason=drained-pinned_pool=v1.2_b"
     );
     assert!(Reason::ALL
         .iter()
-        .all(|r| !r.as_str().contains(['_', '.', '='])));
+        .map(|r| r.as_str())
+        .chain(Class::COUNTED.iter().map(|c| c.as_str()))
+        .all(|name| !name.contains(['_', '.', '='])));
+}
+
+/// Response classes: status ranges, and Envoy's own failures (response
+/// flags) apart from the application's 5xx.
+#[test]
+fn response_classes() {
+    let cases: &[(u16, u64, Class)] = &[
+        (200, 0, Class::Success),
+        (204, 0x20, Class::Success),
+        (302, 0, Class::Redirection),
+        (404, 0, Class::ClientError),
+        (503, 0, Class::ServerError),
+        (500, 0x8000, Class::ServerError), // retries exhausted on the app's 5xx
+        (503, 0x2, Class::Gateway),        // UH no healthy upstream
+        (503, 0x20, Class::Gateway),       // UF connection failure
+        (503, 0x10, Class::Gateway),       // UR reset before the response
+        (503, 0x40, Class::Gateway),       // UC connection termination
+        (503, 0x80, Class::Gateway),       // UO overflow
+        (503, 0x8020, Class::Gateway),     // URX with UF
+        (504, 0x4, Class::ServerError),    // UT: the application is slow, not gone
+        (101, 0, Class::Informational),
+    ];
+    for &(status, flags, want) in cases {
+        assert_eq!(Class::of(status, flags), want, "{status} {flags:#x}");
+    }
 }

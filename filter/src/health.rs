@@ -1,0 +1,157 @@
+//! Per-VM pool health for failover: consecutive gateway-level failures eject
+//! a pool for a while; then one probe request decides whether it is back
+//! (half-open). Pure: the caller passes the time (seconds) and the outcome
+//! of each response.
+//!
+//! State is per VM: each Envoy worker has its own, and learns of a dead pool
+//! from its own traffic.
+
+/// What a pool's health is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// In service; `failures` consecutive gateway-level failures so far.
+    Closed { failures: u32 },
+    /// Ejected until the given time (seconds).
+    Open { until: u64 },
+    /// Ejection over: the next request routed there is a probe; while it is
+    /// in flight (`probing`), the pool stays out of service.
+    HalfOpen { probing: bool },
+}
+
+/// What a response did to a pool's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    None,
+    /// The pool was ejected (from service, or again after a failed probe).
+    Ejected,
+    /// A probe succeeded: the pool is back in service.
+    Restored,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    eject_after: u32,
+    eject_seconds: u64,
+    weights: Vec<u32>,
+    states: Vec<State>,
+    /// Pools not `Closed`: while 0, routing needs no clock and no set.
+    troubled: usize,
+}
+
+impl Health {
+    /// `weights`: the pools' weights, in config order.
+    pub fn new(weights: Vec<u32>, eject_after: u32, eject_seconds: u32) -> Self {
+        let states = vec![State::Closed { failures: 0 }; weights.len()];
+        Health {
+            eject_after: eject_after.max(1),
+            eject_seconds: u64::from(eject_seconds),
+            weights,
+            states,
+            troubled: 0,
+        }
+    }
+
+    pub fn state(&self, pool: usize) -> Option<State> {
+        self.states.get(pool).copied()
+    }
+
+    /// Whether every pool is in service (no clock needed to route).
+    pub fn all_closed(&self) -> bool {
+        self.troubled == 0
+    }
+
+    /// The pools to keep traffic away from at `now`; ejections that have run
+    /// out become half-open here. `None` when every pool is in service.
+    pub fn out_of_service(&mut self, now: u64) -> Option<Vec<bool>> {
+        if self.troubled == 0 {
+            return None;
+        }
+        let mut out = vec![false; self.states.len()];
+        for (state, down) in self.states.iter_mut().zip(out.iter_mut()) {
+            match *state {
+                State::Open { until } if now >= until => {
+                    *state = State::HalfOpen { probing: false }
+                }
+                _ => {}
+            }
+            *down = matches!(
+                state,
+                State::Open { .. } | State::HalfOpen { probing: true }
+            );
+        }
+        Some(out)
+    }
+
+    /// A request was routed to `pool`; `true` when it is that pool's probe.
+    pub fn routed(&mut self, pool: usize) -> bool {
+        match self.states.get_mut(pool) {
+            Some(s @ State::HalfOpen { probing: false }) => {
+                *s = State::HalfOpen { probing: true };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A probe ended without a response (the stream was reset): another
+    /// request may probe.
+    pub fn probe_abandoned(&mut self, pool: usize) {
+        if let Some(s @ State::HalfOpen { probing: true }) = self.states.get_mut(pool) {
+            *s = State::HalfOpen { probing: false };
+        }
+    }
+
+    /// The outcome of a response from `pool` at `now`: `failed` when Envoy
+    /// itself failed to reach the pool.
+    pub fn record(&mut self, pool: usize, failed: bool, now: u64) -> Change {
+        let Some(state) = self.states.get(pool).copied() else {
+            return Change::None;
+        };
+        let (next, change) = match (state, failed) {
+            (State::Closed { .. }, false) => (State::Closed { failures: 0 }, Change::None),
+            (State::Closed { failures }, true) => {
+                let failures = failures.saturating_add(1);
+                if failures >= self.eject_after && self.another_in_service(pool) {
+                    (self.open(now), Change::Ejected)
+                } else {
+                    (State::Closed { failures }, Change::None)
+                }
+            }
+            (State::HalfOpen { .. }, false) => (State::Closed { failures: 0 }, Change::Restored),
+            (State::HalfOpen { .. }, true) => (self.open(now), Change::Ejected),
+            // responses of requests sent before the ejection
+            (State::Open { .. }, _) => (state, Change::None),
+        };
+        self.set(pool, next);
+        change
+    }
+
+    fn open(&self, now: u64) -> State {
+        State::Open {
+            until: now.saturating_add(self.eject_seconds),
+        }
+    }
+
+    fn set(&mut self, pool: usize, next: State) {
+        if let Some(s) = self.states.get_mut(pool) {
+            let was = matches!(s, State::Closed { .. });
+            let is = matches!(next, State::Closed { .. });
+            *s = next;
+            match (was, is) {
+                (true, false) => self.troubled += 1,
+                (false, true) => self.troubled = self.troubled.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether a pool with weight other than `pool` is in service: the last
+    /// pool that takes new users is never ejected.
+    fn another_in_service(&self, pool: usize) -> bool {
+        self.states
+            .iter()
+            .zip(&self.weights)
+            .enumerate()
+            .any(|(i, (s, &w))| i != pool && w > 0 && matches!(s, State::Closed { .. }))
+    }
+}
