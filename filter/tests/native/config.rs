@@ -1,6 +1,6 @@
 //! Config validation, one named row per case: every refusal names its field.
 
-use sticky_split::config::{Config, ConfigError, SameSite, Secure};
+use sticky_split::config::{Config, ConfigError, Failover, SameSite, Secure};
 
 use super::helpers::KEY;
 
@@ -277,6 +277,22 @@ fn refusals_name_the_field() {
             "rules[1].match.path.regex",
             "not a valid regex",
         ),
+        ("failover ejectAfter 0", with(r#""failover": {"ejectAfter": 0}"#), "failover.ejectAfter", "at least 1"),
+        ("failover ejectSeconds 0", with(r#""failover": {"ejectSeconds": 0}"#), "failover.ejectSeconds", "out of range"),
+        ("failover misspelt", with(r#""failover": {"ejectafter": 3}"#), "failover.ejectafter", "unknown field"),
+        ("failover enabled string", with(r#""failover": {"enabled": "yes"}"#), "failover.enabled", "invalid type"),
+        ("idleTimeout 1", with(r#""cookie": {"idleTimeout": 1}"#), "cookie.idleTimeout", "out of range"),
+        ("absoluteTimeout 0", with(r#""cookie": {"absoluteTimeout": 0}"#), "cookie.absoluteTimeout", "out of range"),
+        ("absoluteTimeout over a year", with(r#""cookie": {"absoluteTimeout": 40000000}"#), "cookie.absoluteTimeout", "out of range"),
+        ("idleTimeout negative", with(r#""cookie": {"idleTimeout": -1}"#), "cookie.idleTimeout", "-1"),
+        (
+            "partitioned without Secure",
+            with(r#""cookie": {"partitioned": true, "secure": false}"#),
+            "cookie.partitioned",
+            "requires the Secure attribute",
+        ),
+        ("sessionHeader reserved", with(r#""sessionHeader": "Cookie""#), "sessionHeader", "reserved"),
+        ("sessionHeader clash", with(r#""sessionHeader": "x-sticky-split-pool""#), "sessionHeader", "must differ"),
         (
             "'hashOn': {}",
             one_pool(r#""hashOn": {}"#),
@@ -405,6 +421,18 @@ fn defaults() {
     assert_eq!(c.route_header, "x-sticky-split-pool");
     assert_eq!(c.cluster_header, None);
     assert_eq!(c.debug_header, None);
+    assert!(!c.cookie.partitioned);
+    assert_eq!(c.session_header, None);
+    assert!(!c.lifetime.is_set());
+    // failover is on unless switched off
+    assert_eq!(
+        c.failover,
+        Failover {
+            enabled: true,
+            eject_after: 5,
+            eject_seconds: 30
+        }
+    );
 }
 
 #[test]
@@ -420,6 +448,11 @@ fn accepted_variants() {
             r#""cookie": {"sameSite": "None", "secure": true}"#,
         ),
         ("session cookie", r#""cookie": {"maxAge": 0}"#),
+        (
+            "failover, timeouts, session header, partitioned",
+            r#""failover": {"enabled": true, "ejectAfter": 1, "ejectSeconds": 5}, "sessionHeader": "X-Session",
+               "cookie": {"absoluteTimeout": 86400, "idleTimeout": 1800, "partitioned": true}"#,
+        ),
         (
             "leading-dot domain",
             r#""cookie": {"domain": ".example.com"}"#,

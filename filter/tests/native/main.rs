@@ -24,4 +24,5 @@ mod metrics;
 mod request;
 mod rng;
 mod rollout;
+mod sessions;
 mod token;
