@@ -1,0 +1,198 @@
+"""Sessions that survive failure and expire on the server, in Envoy:
+failover of pinned users when their pool's backend is gone, ejection and the
+probe that brings a pool back, an application's own 503, server-side
+timeouts with renewal, the session header, Partitioned."""
+
+import time
+
+from helpers import FLUSH_SECONDS, assert_vm_healthy
+from stickysplit import envoy
+from stickysplit.http import Client
+from stickysplit.stats import split_verdict
+
+COOKIE = "nginx-app-subset"
+DEBUG = "x-sticky-split-debug"
+EJECT_AFTER, EJECT_SECONDS = 3, 4
+ALPHA = 1e-6
+
+
+def backend(workdir, pool, port, status=200):
+    """A sample backend for `pool` in its own Envoy, so that a test can stop it."""
+    listener = envoy.sample_backend(pool, port)
+    if status != 200:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["route_config"]["virtual_hosts"][0]["routes"][0]["direct_response"]["status"] = status
+    admin = envoy.free_ports(1)[0]
+    config = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+              "static_resources": {"listeners": [listener], "clusters": []}}
+    return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{pool}-{port}", concurrency=1)
+
+
+def failover_gateway(workdir, base, pool2_port, pool3_port):
+    """The test gateway with pool2 behind `pool2_port` and a pool3 whose
+    backend answers every request with the application's own 503."""
+    plugin = envoy.plugin_config(base)
+    plugin.update({
+        "pools": [{"name": "pool1", "weight": 50}, {"name": "pool2", "weight": 50, "cluster": "pool2-cluster"},
+                  {"name": "pool3", "weight": 0}],
+        "failover": {"ejectAfter": EJECT_AFTER, "ejectSeconds": EJECT_SECONDS},
+        "debugHeader": DEBUG,
+    })
+
+    def edit(config):
+        res = config["static_resources"]
+        for c in res["clusters"]:
+            if c["name"] == "pool2-cluster":
+                c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+                    "socket_address"]["port_value"] = pool2_port
+        res["clusters"].append(envoy.static_cluster("pool3", pool3_port))
+        gateway = next(l for l in res["listeners"] if l["name"] == "gateway")
+        routes = gateway["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+        routes.insert(-1, {"match": {"prefix": "/", "headers": [
+            {"name": "x-sticky-split-pool", "string_match": {"exact": "pool3"}}]}, "route": {"cluster": "pool3"}})
+
+    # one worker: its VM sees every failure, so ejection counts are exact
+    return envoy.Envoy(base=base, plugin=plugin, workdir=workdir, edit=edit, concurrency=1)
+
+
+def outcome(gw):
+    """{(metric, label, pool): n} of the outcome and request counters."""
+    time.sleep(FLUSH_SECONDS)
+    out = {}
+    for name, n in gw.stats("sticky_split_").items():
+        for metric in ("requests_total_reason=", "responses_total_class=", "ejections_total", "failovers_total"):
+            if metric in name:
+                label, _, pool = name.split(metric, 1)[1].rpartition("_pool=")
+                out[(metric.split("_total")[0], label, pool)] = n
+    return out
+
+
+def test_failover_ejection_and_return(workdir, base_config):
+    pool2_port, pool3_port = envoy.free_ports(2)
+    b2 = backend(workdir, "pool2", pool2_port).start()
+    b3 = backend(workdir, "pool3", pool3_port, status=503).start()
+    try:
+        with failover_gateway(workdir, base_config, pool2_port, pool3_port) as gw:
+            one = lambda headers=(): Client(gw.gateway, keepalive=False).get("/", list(headers))  # noqa: E731
+            assert one([("Cookie", f"{COOKIE}=pool2")]).served_by == "pool2"
+
+            # the application's own 503 moves nobody
+            for _ in range(20):
+                r = one([("Cookie", f"{COOKIE}=pool3")])
+                assert (r.status, r.served_by, r.issued(COOKIE)) == (503, "pool3", None)
+                assert r.header(DEBUG) == "pool=pool3; reason=drained-pinned"
+
+            # pool2's backend goes away: each pinned user sees at most one
+            # failed response, which already moves them; then they stay
+            b2.stop()
+            failed_per_user, moved_on_request = [], 0
+            for user in range(30):
+                cookie, failed = f"{COOKIE}=pool2", 0
+                for attempt in range(4):
+                    r = one([("Cookie", f"a={user}; {cookie}")])
+                    if r.status == 503:
+                        failed += 1
+                        assert r.header(DEBUG) == "pool=pool2; reason=sticky; failover=pool1", r.header(DEBUG)
+                    else:
+                        assert (r.status, r.served_by) == (200, "pool1")
+                        if attempt == 0:
+                            assert r.header(DEBUG) == "pool=pool1; reason=failover"
+                            moved_on_request += 1
+                    if r.issued(COOKIE) is not None:
+                        cookie = f"{COOKIE}={r.issued(COOKIE)}"
+                        assert r.issued(COOKIE) == "pool1"
+                        assert attempt == 0, "a cookie is rewritten once"
+                failed_per_user.append(failed)
+            ejected_at = time.monotonic()
+            assert max(failed_per_user) == 1
+            # the pool is ejected after EJECT_AFTER failures: later users move
+            # on their request, with no failed response at all
+            assert sum(failed_per_user) == EJECT_AFTER
+            assert moved_on_request == 30 - EJECT_AFTER
+
+            # while ejected, new users avoid pool2
+            served = [one().served_by for _ in range(200)]
+            assert served.count("pool1") == 200
+            assert time.monotonic() - ejected_at < EJECT_SECONDS, "too slow for the ejection window"
+
+            # pool2 comes back; after ejectSeconds one probe restores it, and
+            # new users split by the weights again
+            b2 = backend(workdir, "pool2", pool2_port).start()
+            time.sleep(max(0.0, EJECT_SECONDS + 1.1 - (time.monotonic() - ejected_at)))
+            counts = {"pool1": 0, "pool2": 0}
+            for _ in range(1000):
+                r = one()
+                assert r.status == 200
+                counts[r.served_by] += 1
+            ok, stat, df, p = split_verdict([counts["pool1"], counts["pool2"]], [50, 50], ALPHA)
+            assert ok, f"{counts}: chi-square {stat:.2f}, df {df}, p {p:.2e}"
+
+            got = outcome(gw)
+            assert got[("ejections", "", "pool2")] == 1
+            assert got[("failovers", "", "pool2")] == EJECT_AFTER
+            assert got[("responses", "gateway", "pool2")] == EJECT_AFTER
+            assert got[("responses", "5xx", "pool3")] == 20
+            assert got[("responses", "5xx", "pool2")] == 0
+            assert got[("requests", "failover", "pool1")] == moved_on_request
+            assert got[("responses", "2xx", "pool2")] == counts["pool2"] + 1
+            assert_vm_healthy(gw)
+    finally:
+        b2.stop()
+        b3.stop()
+
+
+def plain_gateway(workdir, base, vm_env=None, **changes):
+    plugin = envoy.plugin_config(base)
+    plugin.update(changes)
+    plugin["debugHeader"] = DEBUG
+    return envoy.Envoy(base=base, plugin=plugin, workdir=workdir, vm_env=vm_env)
+
+
+def test_server_side_timeouts_expire_and_renew(workdir, base_config):
+    cookie = dict(envoy.plugin_config(base_config)["cookie"], absoluteTimeout=5, idleTimeout=4, partitioned=True)
+    with plain_gateway(workdir, base_config, cookie=cookie) as gw, Client(gw.gateway) as c:
+        r = c.get("/")
+        assert r.cookies_set(COOKIE)[0].endswith("; SameSite=Lax; Partitioned")
+        value, pool, start = r.issued(COOKIE), r.served_by, time.monotonic()
+        # an active user: renewed once more than half the idle window has
+        # passed, never on every response, until the absolute timeout
+        renewals, reasons = 0, set()
+        while time.monotonic() - start < 4.6:
+            r = c.get("/", [("Cookie", f"{COOKIE}={value}")])
+            assert r.served_by == pool
+            reasons.add(r.header(DEBUG))
+            if r.issued(COOKIE) is not None:
+                renewals += 1
+                value = r.issued(COOKIE)
+            time.sleep(0.25)
+        assert reasons == {f"pool={pool}; reason=sticky"}
+        assert 1 <= renewals <= 2, renewals
+        time.sleep(max(0.0, 6.1 - (time.monotonic() - start)))
+        r = c.get("/", [("Cookie", f"{COOKIE}={value}")])
+        assert r.header(DEBUG).endswith("reason=expired") and r.issued(COOKIE) is not None
+        # an idle user, and a plain pool name (no issue time), have expired
+        fresh = c.get("/").issued(COOKIE)
+        assert c.get("/", [("Cookie", f"{COOKIE}=pool1")]).header(DEBUG).endswith("reason=expired")
+        time.sleep(5.1)
+        assert c.get("/", [("Cookie", f"{COOKIE}={fresh}")]).header(DEBUG).endswith("reason=expired")
+        assert_vm_healthy(gw)
+
+
+def test_session_header_round_trip_and_forgery(workdir, base_config):
+    cookie = dict(envoy.plugin_config(base_config)["cookie"], signingKeyEnv="K")
+    with plain_gateway(workdir, base_config, vm_env={"K": "0123456789abcdef0123"}, cookie=cookie,
+                       sessionHeader="x-sticky-split-session") as gw, Client(gw.gateway) as c:
+        r = c.get("/")
+        value = r.header("x-sticky-split-session")
+        assert value is not None and value == r.issued(COOKIE)
+        pool = r.served_by
+        for _ in range(20):
+            r = c.get("/", [("X-Sticky-Split-Session", value)])
+            assert (r.served_by, r.header(DEBUG)) == (pool, f"pool={pool}; reason=sticky")
+            assert r.header("x-sticky-split-session") is None and r.issued(COOKIE) is None
+        other = "pool2" if pool == "pool1" else "pool1"
+        for forged in (other, f"{other}.AAAAAAAAAAAAAAAAAAAAAA", value[:-1] + ("A" if value[-1] != "A" else "B")):
+            r = c.get("/", [("X-Sticky-Split-Session", forged)])
+            assert r.header(DEBUG).endswith("reason=forged"), forged
+            assert r.header("x-sticky-split-session") not in (None, forged)
+        assert_vm_healthy(gw)
