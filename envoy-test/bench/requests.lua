@@ -2,19 +2,23 @@
 --   mix     new users, returning users and 4 KiB-cookie users in turn
 --   short   returning users with a short Cookie header
 --   big     returning users with a 4 KiB Cookie header
+-- Optional second and third arguments: the affinity values of the returning
+-- users of pool1 and pool2 (default: the plain pool names), e.g. stamped
+-- values for a gateway with server-side timeouts.
 local mode = "mix"
 local reqs = {}
 
 function init(args)
   mode = args[1] or "mix"
+  local v1, v2 = args[2] or "pool1", args[3] or "pool2"
   local filler = {}
   for i = 1, 40 do filler[#filler + 1] = string.format("c%02d=%s", i, string.rep("v", 95)) end
   local big = table.concat(filler, "; ")            -- ~4 KiB of other cookies
   local new = wrk.format("GET", "/", {})
-  local short1 = wrk.format("GET", "/", { ["Cookie"] = "_ga=GA1.2.345; nginx-app-subset=pool1" })
-  local short2 = wrk.format("GET", "/", { ["Cookie"] = "_ga=GA1.2.345; nginx-app-subset=pool2" })
-  local big1 = wrk.format("GET", "/", { ["Cookie"] = big .. "; nginx-app-subset=pool1" })
-  local big2 = wrk.format("GET", "/", { ["Cookie"] = big .. "; nginx-app-subset=pool2" })
+  local short1 = wrk.format("GET", "/", { ["Cookie"] = "_ga=GA1.2.345; nginx-app-subset=" .. v1 })
+  local short2 = wrk.format("GET", "/", { ["Cookie"] = "_ga=GA1.2.345; nginx-app-subset=" .. v2 })
+  local big1 = wrk.format("GET", "/", { ["Cookie"] = big .. "; nginx-app-subset=" .. v1 })
+  local big2 = wrk.format("GET", "/", { ["Cookie"] = big .. "; nginx-app-subset=" .. v2 })
   if mode == "short" then reqs = { short1, short2 }
   elseif mode == "big" then reqs = { big1, big2 }
   else reqs = { new, short1, big2, new, short2, big1 } end

@@ -47,6 +47,12 @@ thread_local! {
         .collect();
 }
 
+/// How many of the fixed configs parse, of how many: all must, or the
+/// harnesses silently lose one.
+pub fn fixed_configs() -> (usize, usize) {
+    (PARSED.with(Vec::len), CONFIGS.len())
+}
+
 /// Config parsing and validation, then the cookie and header strings a
 /// valid config produces.
 pub fn config(data: &[u8]) {

@@ -27,6 +27,8 @@ fn replay(target: &str, harness: fn(&[u8])) -> usize {
 
 #[test]
 fn committed_fuzz_inputs_do_not_panic() {
+    let (parsed, total) = fuzzing::fixed_configs();
+    assert_eq!(parsed, total, "a fixed fuzzing config is refused");
     assert!(replay("config", fuzzing::config) >= 4);
     assert!(replay("cookie", fuzzing::cookie) >= 3);
     assert!(replay("request", fuzzing::request) >= 5);

@@ -8,9 +8,11 @@ that window (utime+stime from /proc/PID/stat over requests counted by Envoy).
 """
 
 import argparse
+import base64
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -85,6 +87,7 @@ def variants(backend_port):
         "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
         "default_source_code": {"inline_string": (BENCH / "sticky_split.lua").read_text()}}}
     large = large_plugin()
+    timed = dict(plugin, cookie={"name": COOKIE, "absoluteTimeout": 31_536_000, "idleTimeout": 31_536_000})
     return {
         "native": (native_routes, [], two),
         "passthrough": (PLAIN_ROUTE, [], two),
@@ -92,6 +95,8 @@ def variants(backend_port):
         "empty-wasm": (PLAIN_ROUTE, [wasm_filter(EMPTY_WASM, None)], two),
         "sticky-split": (CLUSTER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(plugin))], two),
         "sticky-split-large": (CLUSTER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(large))], two),
+        # server-side timeouts: a clock read per request, stamped values
+        "sticky-split-timeouts": (CLUSTER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(timed))], two),
         # a second, identical sticky-split gateway: for pairs of sticky-split with itself
         "sticky-split-2": (CLUSTER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(plugin))], two),
         "empty-wasm-2": (PLAIN_ROUTE, [wasm_filter(EMPTY_WASM, None)], two),
@@ -114,16 +119,35 @@ def gauge(g, name):
     return g.stats(name).get(f"wasmcustom.{name}")
 
 
-def wrk(port, seconds, mode, connections):
+def stamped_values():
+    """Affinity values of pool1 and pool2 issued now, as a gateway with
+    server-side timeouts writes them (unsigned, no generation): the stamp is
+    base64url of two big-endian 32-bit times, assigned and issued."""
+    now = int(time.time())
+    stamp = base64.urlsafe_b64encode(struct.pack(">II", now, now)).rstrip(b"=").decode()
+    return [f"{stamp}.pool1", f"{stamp}.pool2"]
+
+
+# Variants whose returning users carry other values than the plain pool names.
+RETURNING_VALUES = {"sticky-split-timeouts": stamped_values}
+
+
+def wrk_args(variant, mode):
+    """The request script's arguments for `variant` in `mode`."""
+    values = RETURNING_VALUES.get(variant)
+    return [mode, *(values() if values else [])]
+
+
+def wrk(g, seconds, mode, connections):
     return subprocess.Popen(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-s", str(BENCH / "requests.lua"),
-         f"http://127.0.0.1:{port}/", "--", mode],
+         f"http://127.0.0.1:{g.gateway}/", "--", *wrk_args(g.name, mode)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def paired(a, b, seconds, mode, connections, mode_b=None):
     """Loads gateways a and b at once; returns CPU seconds per request of each."""
-    wa, wb = wrk(a.gateway, seconds, mode, connections), wrk(b.gateway, seconds, mode_b or mode, connections)
+    wa, wb = wrk(a, seconds, mode, connections), wrk(b, seconds, mode_b or mode, connections)
     time.sleep(0.5)
     start = [(g.cpu_ticks(), requests(g)) for g in (a, b)]
     time.sleep(seconds - 1.0)

@@ -31,7 +31,8 @@ def count(name, routes, filters, clusters, ports, mode, seconds, workdir):
     try:
         def load(secs):
             subprocess.run(["wrk", "-t1", "-c4", f"-d{secs}s", "-s", str(bench.BENCH / "requests.lua"),
-                            f"http://127.0.0.1:{g.gateway}/", "--", mode], capture_output=True, check=True)
+                            f"http://127.0.0.1:{g.gateway}/", "--", *bench.wrk_args(name, mode)], capture_output=True,
+                           check=True)
 
         load(20)  # warm-up: V8 tiers the hot functions up
         subprocess.run(["callgrind_control", "-z", str(g.proc.pid)], capture_output=True, check=True)
