@@ -40,14 +40,30 @@ def test_shipped_envoy_configs_validate_with_the_built_module(path, workdir):
     assert "configured 2 pools" in out
 
 
-def test_compose_file_runs_the_same_envoy_and_module():
+def test_compose_file_runs_the_same_envoy_and_module(workdir):
     compose = yaml.safe_load((envoy.REPO / "envoy-test/docker-compose.yaml").read_text())
     version = subprocess.run([envoy.envoy_bin(), "--version"], capture_output=True, text=True).stdout
     tested = re.search(r"version: [0-9a-f]+/(\d+\.\d+\.\d+)/", version).group(1)
-    assert compose["services"]["envoy"]["image"] == f"envoyproxy/envoy:v{tested}"
-    mounts = compose["services"]["envoy"]["volumes"]
-    assert "../target/wasm32-wasip1/release/sticky_split.wasm:/etc/envoy/sticky_split.wasm:ro" in mounts
-    assert "./envoy-compose.yaml:/etc/envoy/envoy.yaml:ro" in mounts
+    services = compose["services"]
+    assert set(services) == {"gateway", "pool1", "pool2"}
+    for name, service in services.items():
+        assert service["image"] == f"${{ENVOY_IMAGE:-envoyproxy/envoy:v{tested}}}", name
+    gateway = services["gateway"]
+    assert "../target/wasm32-wasip1/release/sticky_split.wasm:/etc/envoy/sticky_split.wasm:ro" in gateway["volumes"]
+    assert "./envoy-compose.yaml:/etc/envoy/envoy.yaml:ro" in gateway["volumes"]
+    # published on loopback only
+    assert gateway["ports"] == ["127.0.0.1:${GATEWAY_PORT:-10000}:10000", "127.0.0.1:${ADMIN_PORT:-9901}:9901"]
+    assert all("ports" not in services[p] for p in ("pool1", "pool2"))
+    # each backend's inline config is a valid Envoy config whose body names its pool
+    for pool in ("pool1", "pool2"):
+        command = services[pool]["command"]
+        config = yaml.safe_load(command[command.index("--config-yaml") + 1])
+        listener = config["static_resources"]["listeners"][0]
+        assert listener["address"]["socket_address"]["port_value"] == 5678
+        route = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]
+        assert route["direct_response"]["body"]["inline_string"] == f"{pool}\n"
+        code, out = envoy.validate(config, workdir)
+        assert code == 0, out[-2000:]
 
 
 BAD = [

@@ -1,0 +1,114 @@
+"""The docker-compose stack users run (envoy-test/docker-compose.yaml), with
+the Envoy image scripts/docker-images builds without a registry; reached only
+through the ports it publishes on 127.0.0.1. Run by scripts/test when a
+Docker daemon answers (STICKY_SPLIT_DOCKER=1, ENVOY_IMAGE set)."""
+
+import io
+import os
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+from stickysplit import compose, envoy
+from stickysplit.http import Client
+from stickysplit.stats import split_verdict
+
+COOKIE = "nginx-app-subset"
+DEBUG = "x-sticky-split-debug"
+ALPHA = 1e-6
+
+
+@pytest.fixture(scope="module")
+def stack():
+    image = os.environ.get("ENVOY_IMAGE")
+    if not image:
+        pytest.fail("ENVOY_IMAGE is not set: run through scripts/test (it runs scripts/docker-images)")
+    with compose.Stack(image) as s:
+        yield s
+
+
+def new_user(s):
+    return Client(s.gateway_port, keepalive=False).get("/")
+
+
+def test_split_stickiness_and_counters(stack):
+    counts, cookies = {"pool1": 0, "pool2": 0}, []
+    for _ in range(2000):
+        r = new_user(stack)
+        assert r.status == 200 and r.body.decode().strip() == r.served_by
+        counts[r.served_by] += 1
+        value = r.issued(COOKIE)
+        assert value == r.served_by
+        if len(cookies) < 50:
+            cookies.append(value)
+    ok, stat, df, p = split_verdict([counts["pool1"], counts["pool2"]], [80, 20], ALPHA)
+    assert ok, f"{counts}: chi-square {stat:.2f}, df {df}, p {p:.2e}"
+    with Client(stack.gateway_port) as c:
+        for value in cookies:
+            for header in (f"{COOKIE}={value}", f"_ga=GA1.2.3; {COOKIE}={value}; theme=dark"):
+                r = c.get("/", [("Cookie", header)])
+                assert (r.served_by, r.issued(COOKIE)) == (value, None)
+    time.sleep(envoy.FLUSH_SECONDS)
+    stats = stack.admin("/stats/prometheus")
+    got = {}
+    for line in stats.splitlines():
+        if line.startswith("sticky_split_requests_total{"):
+            labels, n = line.rsplit(" ", 1)
+            got[labels] = int(n)
+    # the readiness probe sent one request of its own
+    new = sum(n for k, n in got.items() if 'reason="new"' in k)
+    sticky = sum(n for k, n in got.items() if 'reason="sticky"' in k)
+    assert new == 2000 + 1
+    assert sticky == 100
+
+
+def test_pinned_users_of_a_stopped_pool_fail_over(stack):
+    stack.compose("stop", "pool2")
+    try:
+        failed = []
+        for user in range(20):
+            cookie, failures = f"{COOKIE}=pool2", 0
+            for attempt in range(3):
+                r = Client(stack.gateway_port, keepalive=False).get("/", [("Cookie", f"u={user}; {cookie}")])
+                if r.status != 200:
+                    failures += 1
+                    assert r.status == 503
+                    assert r.header(DEBUG) == "pool=pool2; reason=sticky; failover=pool1"
+                else:
+                    assert r.served_by == "pool1"
+                if r.issued(COOKIE):
+                    assert (attempt, r.issued(COOKIE)) == (0, "pool1")
+                    cookie = f"{COOKIE}=pool1"
+            failed.append(failures)
+        assert max(failed) <= 1, failed
+        assert min(failed) == 0, "ejection moves later users on their request"
+    finally:
+        stack.compose("start", "pool2")
+
+
+def test_cookies_survive_a_gateway_restart(stack):
+    values = [new_user(stack).issued(COOKIE) for _ in range(40)]
+    stack.compose("restart", "gateway")
+    stack.wait_ready()
+    with Client(stack.gateway_port) as c:
+        for value in values:
+            r = c.get("/", [("Cookie", f"{COOKIE}={value}")])
+            assert (r.status, r.served_by, r.issued(COOKIE)) == (200, value, None)
+
+
+def test_the_plugin_image_holds_the_module():
+    version = next(line.split('"')[1] for line in (envoy.REPO / "filter/Cargo.toml").read_text().splitlines()
+                   if line.startswith("version"))
+    cid = subprocess.run(["docker", "create", f"sticky-split/plugin:{version}", "none"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        tar = subprocess.run(["docker", "cp", f"{cid}:/plugin.wasm", "-"], capture_output=True, check=True).stdout
+    finally:
+        subprocess.run(["docker", "rm", cid], capture_output=True)
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        names = t.getnames()
+        data = t.extractfile("plugin.wasm").read()
+    assert names == ["plugin.wasm"]
+    assert data == envoy.WASM.read_bytes()
