@@ -67,7 +67,7 @@ def main(argv=None):
             for name in a.variants.split(","):
                 per, n = count(name, *variants[name], ports[2:4], mode, a.seconds, workdir)
                 table[(name, mode)] = per
-                print(f"  {name:<20}{mode:<7}{per:>10.0f} instructions/request ({n} requests)", file=sys.stderr)
+                print(f"  {name:<24}{mode:<7}{per:>10.0f} instructions/request ({n} requests)", file=sys.stderr)
     finally:
         backend.stop()
     modes = a.modes.split(",")
