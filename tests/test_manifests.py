@@ -28,12 +28,19 @@ def test_use_cases_have_what_they_need():
     assert [d["spec"]["trafficPolicy"]["tls"]["mode"] for d in dr] == ["DISABLE"]
     wps = [d for _, d in manifests.load_docs(SETS["vm"]) if d["kind"] == "WasmPlugin"]
     assert [p["weight"] for p in wps[0]["spec"]["pluginConfig"]["pools"]] == [60, 40]
+    assert {"Gateway", "HTTPRoute", "WasmPlugin", "Service"} <= kinds["gateway-api"]
+    assert "VirtualService" not in kinds["gateway-api"]
+    assert "TrafficExtension" in kinds["gateway-api/trafficextension"]
+    assert "WasmPlugin" not in kinds["gateway-api/trafficextension"]
+    for name in ("gateway-api", "gateway-api/trafficextension"):
+        [plugin] = [d for _, d in manifests.load_docs(SETS[name]) if d["kind"] in ("WasmPlugin", "TrafficExtension")]
+        assert plugin["spec"]["targetRefs"][0]["kind"] == "Gateway" and "selector" not in plugin["spec"]
 
 
-@pytest.mark.parametrize("name", ["kubernetes", "vm"])
+@pytest.mark.parametrize("name", ["kubernetes", "vm", "gateway-api", "gateway-api/trafficextension"])
 def test_plugin_config_is_accepted_by_the_filter_in_envoy(name, workdir, base_config):
-    [wp] = [d for _, d in manifests.load_docs(SETS[name]) if d["kind"] == "WasmPlugin"]
-    code, out = envoy.validate(envoy.render(base_config, plugin=wp["spec"]["pluginConfig"]), workdir)
+    [wp] = [d for _, d in manifests.load_docs(SETS[name]) if d["kind"] in ("WasmPlugin", "TrafficExtension")]
+    code, out = envoy.validate(envoy.render(base_config, plugin=manifests.plugin_config(wp)), workdir)
     assert code == 0, out[-2000:]
     assert "configured 2 pools" in out
 
@@ -83,6 +90,63 @@ def test_agreement_check_catches_mistakes(kind, change, error):
     assert any(error in e for e in errors), errors
 
 
+def _route_typo(d):
+    d["spec"]["rules"][1]["matches"][0]["headers"][0]["value"] = "pool-2"
+
+
+def _route_to_other_pool(d):
+    d["spec"]["rules"][1]["backendRefs"][0]["name"] = "nginx-app-pool1"
+
+
+def _no_default_rule(d):
+    d["spec"]["rules"] = d["spec"]["rules"][:2]
+
+
+def _regex_match(d):
+    d["spec"]["rules"][0]["matches"][0]["headers"][0]["type"] = "RegularExpression"
+
+
+def _te_rename_pool(d):
+    d["spec"]["wasm"]["pluginConfig"]["pools"][1]["name"] = "canary"
+
+
+def _other_gateway(d):
+    d["spec"]["targetRefs"][0]["name"] = "other-gateway"
+
+
+@pytest.mark.parametrize(
+    "name,kind,change,error",
+    [
+        ("gateway-api", "HTTPRoute", _route_typo, "'pool-2', which is not a pool"),
+        ("gateway-api", "HTTPRoute", _route_to_other_pool, "Service 'nginx-app-pool1', which selects pool 'pool1'"),
+        ("gateway-api", "HTTPRoute", _no_default_rule, "no default rule"),
+        ("gateway-api", "HTTPRoute", _regex_match, "not Exact"),
+        ("gateway-api/trafficextension", "TrafficExtension", _te_rename_pool, "pool 'canary' has no HTTPRoute rule"),
+        ("gateway-api", "WasmPlugin", _other_gateway, "Gateway 'other-gateway', which is not in the set"),
+    ],
+    ids=["route typo", "route to another pool's Service", "no default rule", "regex match", "renamed pool",
+         "targetRefs to a missing Gateway"],
+)
+def test_agreement_check_catches_gateway_api_mistakes(name, kind, change, error):
+    errors = manifests.check_agreement(mutated(name, kind, change))
+    assert any(error in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    "name,kind,change,error",
+    [
+        ("gateway-api", "HTTPRoute", lambda d: d["spec"]["rules"][0].update(backendRef=[]), "backendRef"),
+        ("gateway-api", "Gateway", lambda d: d["spec"]["listeners"][0].update(port="eighty"), "eighty"),
+        ("gateway-api/trafficextension", "TrafficExtension", lambda d: d["spec"]["wasm"].update(failStrategy="OPEN"), "OPEN"),
+        ("gateway-api/trafficextension", "TrafficExtension", lambda d: d["spec"].update(pluginConfig={}), "pluginConfig"),
+    ],
+    ids=["unknown HTTPRoute field", "bad listener port", "bad failStrategy", "pluginConfig outside wasm"],
+)
+def test_gateway_api_and_traffic_extension_schemas_are_strict(name, kind, change, error):
+    errors = manifests.validate_schema(mutated(name, kind, change))
+    assert any(error in e for e in errors), errors
+
+
 @pytest.mark.parametrize(
     "kind,change,error",
     [
@@ -107,8 +171,11 @@ def test_schema_validation_is_strict(kind, change, error):
 
 
 def test_vendored_schemas_are_documented():
-    sources = (manifests.SCHEMAS / "SOURCES.md").read_text()
     import hashlib
 
-    for path in manifests.SCHEMAS.glob("*.crd.yaml"):
-        assert hashlib.sha256(path.read_bytes()).hexdigest() in sources, path.name
+    for directory in manifests.SCHEMAS:
+        sources = (directory / "SOURCES.md").read_text()
+        paths = list(directory.glob("*.crd.yaml"))
+        assert paths
+        for path in paths:
+            assert hashlib.sha256(path.read_bytes()).hexdigest() in sources, path.name
