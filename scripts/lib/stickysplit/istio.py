@@ -1,0 +1,328 @@
+"""What istiod and istio-agent hand a gateway's Envoy for a WasmPlugin or a
+TrafficExtension, built here from the manifest (the facts are in the README,
+"Delivered as Istio delivers it"), and a gateway that takes the filter the
+way an Istio gateway does: a placeholder HTTP filter fed by extension config
+discovery (ECDS), here from a file.
+"""
+
+import copy
+import gzip
+import io
+import json
+import math
+import os
+import tarfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from . import envoy
+from .tools import oci
+
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
+EXTENSION_CONFIG = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+ROUTE_HEADER = "x-sticky-split-pool"
+
+
+class FetchFailed(Exception):
+    """istio-agent could not get the module (or its digest did not match)."""
+
+
+def version_tuple(istio):
+    return tuple(int(x) for x in str(istio).split(".")[:2])
+
+
+def names(doc, istio="1.30"):
+    """(ECDS resource name, Wasm config name) for a WasmPlugin or a
+    TrafficExtension `ns/name` under Istio `istio`."""
+    ns = doc["metadata"].get("namespace", "default")
+    base = f"{ns}.{doc['metadata']['name']}"
+    v = version_tuple(istio)
+    if doc["kind"] == "TrafficExtension":
+        if v < (1, 30):
+            raise ValueError("TrafficExtension needs Istio 1.30 or later")
+        return f"extensions.istio.io/trafficextension/{base}", base
+    if v >= (1, 30):
+        translated = f"{base}~istio-translated-wasmplugin"
+        return f"extensions.istio.io/trafficextension/{translated}", translated
+    if v >= (1, 26):
+        return f"extensions.istio.io/wasmplugin/{base}", base
+    return f"extenstions.istio.io/wasmplugin/{base}", base  # sic, Istio 1.24 and 1.25
+
+
+def wasm_spec(doc):
+    """The Wasm part of a WasmPlugin's or TrafficExtension's spec."""
+    return doc["spec"]["wasm"] if doc["kind"] == "TrafficExtension" else doc["spec"]
+
+
+def go_number(x):
+    """A JSON number as Go's encoding/json prints a float64 (protobuf Struct
+    numbers are doubles): shortest digits, exponent form only below 1e-6 or
+    from 1e21, a two-digit exponent at least."""
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"{x} is not a JSON number")
+    if x == 0:
+        return "0"
+    r = repr(x)  # shortest round-trip digits
+    if 1e-6 <= abs(x) < 1e21:
+        text = format(Decimal(r), "f")
+        return text[:-2] if text.endswith(".0") else text
+    mantissa, _, exp = format(Decimal(r), "E").partition("E")
+    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    sign = "-" if exp.startswith("-") else "+"
+    return f"{mantissa.lower()}e{sign}{abs(int(exp)):02d}"
+
+
+def _go_string(s):
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x20 or ch in "<>&\u2028\u2029":
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def jsonpb(value):
+    """A pluginConfig as istiod prints it (legacy golang/protobuf jsonpb of a
+    Struct): compact, keys sorted, numbers as Go float64, `<>&` and U+2028/9
+    escaped, other non-ASCII raw."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return go_number(value)
+    if isinstance(value, str):
+        return _go_string(value)
+    if isinstance(value, list):
+        return "[" + ",".join(jsonpb(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_go_string(str(k))}:{jsonpb(v)}" for k, v in sorted(value.items())) + "}"
+    raise TypeError(f"not JSON: {value!r}")
+
+
+class Agent:
+    """istio-agent's fetch, for the images scripts/package-oci builds: an
+    `oci://` module is the image in `layout`, accepted when `spec.sha256`
+    (if set) is its manifest digest; `file://` is a local file."""
+
+    def __init__(self, layout, cache):
+        self.layout, self.cache = Path(layout), Path(cache)
+
+    def fetch(self, url, sha256):
+        if url.startswith("file://"):
+            path = Path(url[len("file://"):])
+            if not path.is_file():
+                raise FetchFailed(f"{path}: no such file")
+            return path
+        if "://" in url and not url.startswith("oci://"):
+            raise FetchFailed(f"{url}: only oci:// and file:// are fetched here")
+        index = json.loads((self.layout / "index.json").read_text())
+        digest = index["manifests"][0]["digest"]
+        if sha256 and digest != f"sha256:{sha256}":
+            raise FetchFailed(f"{url}: image digest {digest} is not spec.sha256 {sha256}")
+        manifest = json.loads(self._blob(digest))
+        layer = self._blob(manifest["layers"][0]["digest"])
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer))) as tar:
+            module = tar.extractfile("plugin.wasm").read()
+        if module[:4] != b"\0asm":
+            raise FetchFailed(f"{url}: plugin.wasm is not a Wasm module")
+        self.cache.mkdir(parents=True, exist_ok=True)
+        path = self.cache / f"{digest.split(':')[1]}.wasm"
+        path.write_bytes(module)
+        return path
+
+    def _blob(self, digest):
+        return (self.layout / "blobs/sha256" / digest.split(":", 1)[1]).read_bytes()
+
+
+def build_layout(workdir, module=envoy.WASM):
+    """scripts/package-oci's image of `module` in `workdir`; its digest (hex)."""
+    out = Path(workdir) / f"oci-{time.monotonic_ns()}"
+    digests = oci.build(module, out, tag="test")
+    return out, digests["manifest"].split(":", 1)[1]
+
+
+def typed_config(doc, agent, istio="1.30"):
+    """The ECDS resource's typed config for the manifest `doc`: the Wasm
+    filter istiod builds with the module istio-agent fetched, or, when the
+    fetch fails, the agent's RBAC stand-in under the same name (allow all
+    with FAIL_OPEN, deny all otherwise)."""
+    spec = wasm_spec(doc)
+    _, plugin_name = names(doc, istio)
+    fail = spec.get("failStrategy", "FAIL_CLOSE")
+    try:
+        path = agent.fetch(spec["url"], spec.get("sha256"))
+    except FetchFailed:
+        if fail == "FAIL_OPEN":
+            return {"@type": RBAC_TYPE, "rules_stat_prefix": "wasm-default-allow"}
+        return {"@type": RBAC_TYPE, "rules": {}, "rules_stat_prefix": "wasm-default-deny"}
+    vm = {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(path)}}}
+    key_values, host_keys = {}, []
+    for entry in spec.get("vmConfig", {}).get("env", []):
+        if entry.get("valueFrom", "INLINE") == "HOST":
+            host_keys.append(entry["name"])
+        else:
+            key_values[entry["name"]] = entry.get("value", "")
+    if spec["url"].startswith("file://"):
+        # istiod adds it; the agent strips ISTIO_META_* only when it rewrites remote code
+        key_values["ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION"] = doc["metadata"].get("resourceVersion", "1")
+    if key_values or host_keys:
+        vm["environment_variables"] = {}
+        if key_values:
+            vm["environment_variables"]["key_values"] = key_values
+        if host_keys:
+            vm["environment_variables"]["host_env_keys"] = host_keys
+    config = {"name": plugin_name, "root_id": spec.get("pluginName", ""), "vm_config": vm}
+    plugin = spec.get("pluginConfig")
+    if plugin:
+        config["configuration"] = {"@type": STRING_VALUE, "value": jsonpb(plugin)}
+    policy = {"FAIL_OPEN": "FAIL_OPEN", "FAIL_RELOAD": "FAIL_RELOAD"}.get(fail, "FAIL_CLOSED")
+    if policy == "FAIL_RELOAD" and version_tuple(istio) < (1, 27):
+        policy = "FAIL_CLOSED"
+    config["failure_policy"] = policy
+    return {"@type": WASM_TYPE, "config": config}
+
+
+def placeholder(resource_name, ecds_path):
+    """The HTTP filter an Istio gateway's listener holds for the plugin:
+    config discovery only, no default config."""
+    return {
+        "name": resource_name,
+        "config_discovery": {
+            "config_source": {"resource_api_version": "V3", "path_config_source": {"path": str(ecds_path)}},
+            "type_urls": [WASM_TYPE, RBAC_TYPE],
+        },
+    }
+
+
+def write_ecds(path, resource_name, config, version):
+    """Moves a DiscoveryResponse holding `config` onto `path` (Envoy reloads
+    on a move, not on a write)."""
+    path = Path(path)
+    tmp = path.with_suffix(f".{time.monotonic_ns()}.tmp")
+    tmp.write_text(json.dumps({
+        "version_info": str(version),
+        "resources": [{"@type": EXTENSION_CONFIG, "name": resource_name, "typed_config": config}],
+    }))
+    os.replace(tmp, path)
+
+
+def route_on(config, header):
+    """Makes the routes and sample backends of an envoy-test bootstrap match
+    the route header `header` instead of x-sticky-split-pool."""
+    for d in envoy._dicts(config):
+        if d.get("name") == ROUTE_HEADER and "string_match" in d:
+            d["name"] = header
+        for key, value in list(d.items()):
+            if isinstance(value, str) and value == f"%REQ({ROUTE_HEADER})%":
+                d[key] = f"%REQ({header})%"
+
+
+class IstioGateway:
+    """An Envoy set up as an Istio gateway receives the plugin: the gateway
+    listener of `base` (default envoy-test/envoy.yaml) with its Wasm filter
+    replaced by the placeholder, fed from `<workdir>/ecds.json`; routes and
+    backends as in `base` unless `edit` changes them; a default route to
+    `default_pool` when given (an Istio VirtualService's last route)."""
+
+    def __init__(self, workdir, doc, istio="1.30", base=None, agent=None, host_env=None, edit=None,
+                 default_pool=None, concurrency=2):
+        self.dir = Path(workdir) / f"istio-{time.monotonic_ns()}"
+        self.dir.mkdir(parents=True)
+        self.istio = istio
+        self.doc = copy.deepcopy(doc)
+        self.resource, self.plugin_name = names(doc, istio)
+        if agent is None:
+            layout, _ = build_layout(self.dir)
+            agent = Agent(layout, self.dir / "agent-cache")
+        self.agent = agent
+        self.ecds = self.dir / "ecds.json"
+        self.version = 1
+        base = copy.deepcopy(base if base is not None else envoy.load())
+
+        def setup(config):
+            gateway = next(l for l in config["static_resources"]["listeners"] if l["name"] == "gateway")
+            hcm = gateway["filter_chains"][0]["filters"][0]["typed_config"]
+            hcm["http_filters"] = [placeholder(self.resource, self.ecds) if f.get("name") == "sticky-split" else f
+                                   for f in hcm["http_filters"]]
+            if default_pool is not None:
+                routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+                cluster = next(r["route"]["cluster"] for r in routes
+                               if any(h.get("string_match", {}).get("exact") == default_pool
+                                      for h in r.get("match", {}).get("headers", [])))
+                routes[-1] = {"match": {"prefix": "/"}, "route": {"cluster": cluster}}
+            header = (wasm_spec(doc).get("pluginConfig") or {}).get("routeHeader", ROUTE_HEADER).lower()
+            if header != ROUTE_HEADER:
+                route_on(config, header)
+            config["node"] = {"id": "router~127.0.0.1~sticky-split-gateway.istio-ingress~istio-ingress.svc.cluster.local",
+                              "cluster": "sticky-split-gateway.istio-ingress"}
+            if edit:
+                edit(config)
+
+        self.push(self.doc)
+        self.envoy = envoy.Envoy(base=base, workdir=self.dir, edit=setup, concurrency=concurrency,
+                                 env=host_env)
+
+    @property
+    def gateway(self):
+        return self.envoy.gateway
+
+    def push(self, doc):
+        """Writes what istiod and the agent would send for `doc`."""
+        self.doc = copy.deepcopy(doc)
+        write_ecds(self.ecds, self.resource, typed_config(doc, self.agent, self.istio), self.version)
+        self.version += 1
+
+    def counts(self):
+        """{'config_reload': n, 'config_fail': n, ...} for the plugin's ECDS subscription."""
+        stats = self.envoy.stats("extension_config_discovery")
+        out = {}
+        for name, value in stats.items():
+            if self.resource in name or self.resource.replace("/", "_") in name:
+                out[name.rsplit(".", 1)[1]] = value
+        return out
+
+    def apply(self, doc, timeout=20):
+        """Pushes `doc` and waits until Envoy took it ('reloaded') or rejected
+        it ('refused': the previous config keeps serving)."""
+        before = self.counts()
+        self.push(doc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.counts()
+            if now.get("update_rejected", 0) > before.get("update_rejected", 0):
+                return "refused"
+            if now.get("update_success", 0) > before.get("update_success", 0):
+                return "reloaded"
+            time.sleep(0.05)
+        raise TimeoutError(f"Envoy did not take the ECDS update: {self.counts()}")
+
+    def __enter__(self):
+        self.envoy.start()
+        deadline = time.monotonic() + 20
+        while not (self.counts().get("update_success") or self.counts().get("update_rejected")):
+            if time.monotonic() > deadline:
+                self.envoy.stop()
+                raise RuntimeError(f"no ECDS config taken: {self.counts()}\n{self.envoy.log_tail()}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.envoy.stop()
