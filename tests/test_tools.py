@@ -59,3 +59,39 @@ def test_validator_passes_the_true_weights_and_fails_wrong_ones(gw):
     assert "FAIL" in out.getvalue()
     # the wrong cookie name: no Set-Cookie found, which is a failure too
     assert not validate.run(url, {"pool1": 80, "pool2": 20}, 50, "other", 1e-6, 5, 2, "", io.StringIO())
+
+
+TRY_PAIRS = {
+    "kubernetes": ["kubernetes/50-wasmplugin.yaml", "kubernetes/60-virtualservice.yaml"],
+    "vm": ["vm/40-wasmplugin.yaml", "vm/50-virtualservice.yaml"],
+    "gateway-api": ["gateway-api/50-wasmplugin.yaml", "gateway-api/60-httproute.yaml"],
+    "trafficextension": ["gateway-api/trafficextension/50-wasmplugin.yaml", "gateway-api/60-httproute.yaml"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRY_PAIRS))
+def test_try_wasmplugin_passes_on_the_shipped_manifests(name, capsys):
+    from stickysplit import envoy
+    from stickysplit.tools import try_wasmplugin
+
+    files = [str(envoy.REPO / "wasmplugin" / f) for f in TRY_PAIRS[name]]
+    assert try_wasmplugin.main(["-n", "300", *files]) == 0
+    out = capsys.readouterr().out
+    assert "PASS: " in out and "chi-square" in out
+
+
+def test_try_wasmplugin_names_the_pool_when_manifests_disagree(tmp_path, capsys):
+    import yaml
+
+    from stickysplit import envoy
+    from stickysplit.tools import try_wasmplugin
+
+    vs = yaml.safe_load((envoy.REPO / "wasmplugin/kubernetes/60-virtualservice.yaml").read_text())
+    vs["spec"]["http"][1]["match"][0]["headers"]["x-sticky-split-pool"]["exact"] = "pool-2"
+    path = tmp_path / "vs.yaml"
+    path.write_text(yaml.safe_dump(vs))
+    code = try_wasmplugin.main([str(envoy.REPO / "wasmplugin/kubernetes/50-wasmplugin.yaml"), str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pool 'pool2' of WasmPlugin sticky-split has no route on x-sticky-split-pool" in err
+    assert "routes x-sticky-split-pool='pool-2', which is not a pool" in err
