@@ -4,7 +4,7 @@
 use rand_core::SeedableRng;
 use sticky_split::config::Config;
 use sticky_split::cookie::{Payload, Verdict};
-use sticky_split::decide::fetch::{respond, route, Class, ListedHeaders, Routed};
+use sticky_split::decide::fetch::{respond, route, Class, ListedHeaders, Responded, Routed};
 use sticky_split::decide::Reason;
 use sticky_split::health::{Change, Health, State};
 use sticky_split::request::Headers;
@@ -162,6 +162,26 @@ fn ramp_key(c: &Config, i: u64) -> String {
     v.trim_start_matches('@').to_string()
 }
 
+/// The response to `r` with this status and response flags, failover on.
+fn answer(
+    c: &Config,
+    src: &mut ListedHeaders,
+    h: &mut Health,
+    r: &Routed,
+    status: u16,
+    flags: u64,
+) -> Responded {
+    respond(
+        c,
+        src,
+        &mut Prng::seed_from_u64(9),
+        Some(h),
+        r,
+        status,
+        flags,
+    )
+}
+
 fn routed(c: &Config, pairs: &[(&str, &[u8])], h: Option<&mut Health>) -> Routed {
     route(c, &mut source(pairs, NOW), &mut Prng::seed_from_u64(8), h)
 }
@@ -174,15 +194,7 @@ fn a_gateway_failure_moves_a_pinned_user_on_that_response() {
     let r = routed(&c, pairs, Some(&mut h));
     assert_eq!(r.decision.reason, Reason::Sticky);
     let mut src = source(pairs, NOW);
-    let out = respond(
-        &c,
-        &mut src,
-        &mut Prng::seed_from_u64(9),
-        Some(&mut h),
-        &r,
-        503,
-        UF,
-    );
+    let out = answer(&c, &mut src, &mut h, &r, 503, UF);
     assert_eq!(out.class, Class::Gateway);
     let moved = out.failed_over.unwrap();
     assert_eq!(moved.reason, Reason::Failover);
@@ -193,18 +205,7 @@ fn a_gateway_failure_moves_a_pinned_user_on_that_response() {
         Verdict::Valid(Payload::Pool(moved.pool))
     );
     assert!(!out.ejected, "one failure of two");
-    assert!(
-        respond(
-            &c,
-            &mut src,
-            &mut Prng::seed_from_u64(9),
-            Some(&mut h),
-            &r,
-            503,
-            UF
-        )
-        .ejected
-    );
+    assert!(answer(&c, &mut src, &mut h, &r, 503, UF).ejected);
 }
 
 /// (case, request headers, status, Envoy's response flags, class)
@@ -243,15 +244,7 @@ fn what_does_not_move_a_user() {
     for (label, pairs, status, flags, class) in cases {
         let mut h = c.health().unwrap();
         let r = routed(&c, pairs, Some(&mut h));
-        let out = respond(
-            &c,
-            &mut source(pairs, NOW),
-            &mut Prng::seed_from_u64(1),
-            Some(&mut h),
-            &r,
-            *status,
-            *flags,
-        );
+        let out = answer(&c, &mut source(pairs, NOW), &mut h, &r, *status, *flags);
         assert_eq!(out.class, *class, "{label}");
         assert_eq!(out.failed_over, None, "{label}");
         assert_eq!(out.set_cookie, None, "{label}");
@@ -283,15 +276,7 @@ fn no_clock_and_no_whole_map_read_for_a_returning_user_without_timeouts() {
     let mut h = c.health().unwrap();
     let mut src = source(&[("cookie", b"s=p1")], NOW);
     let r = route(&c, &mut src, &mut Prng::seed_from_u64(1), Some(&mut h));
-    let out = respond(
-        &c,
-        &mut src,
-        &mut Prng::seed_from_u64(1),
-        Some(&mut h),
-        &r,
-        200,
-        0,
-    );
+    let out = answer(&c, &mut src, &mut h, &r, 200, 0);
     assert_eq!(out.class, Class::Success);
     assert_eq!(
         (src.clock_reads, src.full_reads, src.single_reads),
