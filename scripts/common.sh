@@ -19,3 +19,12 @@ tool() {
   local py="$VENV/bin/python"; [ -x "$py" ] || py=python3
   exec "$py" -m "stickysplit.tools.$name" "$@"
 }
+
+# The benchmark's reference modules (envoy-test/bench): empty-wasm and floor.
+build_bench_modules() {
+  local crate
+  for crate in empty-wasm floor; do
+    cargo build --quiet --locked --manifest-path "$REPO/envoy-test/bench/$crate/Cargo.toml" \
+      --target wasm32-wasip1 --release --target-dir "$REPO/target/bench"
+  done
+}

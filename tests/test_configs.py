@@ -107,3 +107,13 @@ def test_the_good_config_passes_the_same_check(workdir, base_config):
     assert code == 0, out[-3000:]
     assert "configuration refused" not in out
     assert json.dumps(envoy.plugin_config(base_config))
+
+
+def test_module_exports_the_abi_envoy_reroutes_for():
+    """The filter does not call clear_route_cache by default: Envoy re-matches
+    the route itself after a header change from a module of Proxy-Wasm ABI
+    0.2.1 (envoyproxy/envoy#36671 stopped that for newer ABIs only). An SDK
+    upgrade that exports another ABI must revisit that choice."""
+    module = envoy.WASM.read_bytes()
+    abis = set(re.findall(rb"proxy_abi_version_[0-9_]+", module))
+    assert abis == {b"proxy_abi_version_0_2_1"}

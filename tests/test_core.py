@@ -236,3 +236,18 @@ def test_secure_auto_marks_the_cookie_secure_over_https_only(workdir, base_confi
     # X-Forwarded-Proto when it trusts it (this config does, as Envoy does by
     # default; an edge with use_remote_address: true overwrites it)
     assert "; Secure;" in c.get("/", [("X-Forwarded-Proto", "https")]).cookies_set(COOKIE)[0]
+
+
+def test_routes_with_and_without_clear_route_cache(workdir, base_config):
+    """By default the filter leaves re-routing to Envoy (ABI 0.2.1, see
+    test_configs); with "clearRouteCache": true it also calls Envoy's
+    clear_route_cache. Both route every pool's users by the header: the test
+    gateway's fallback route is a 503, so a stale route would show."""
+    for clear in (False, True):
+        plugin = dict(envoy.plugin_config(base_config), clearRouteCache=clear)
+        with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g, Client(g.gateway) as c:
+            for pool in ("pool1", "pool2"):
+                for path in ("/", "/via-cluster-header/x"):
+                    r = c.get(path, [("Cookie", f"{COOKIE}={pool}")])
+                    assert (r.status, r.served_by, r.header("x-seen-pool")) == (200, pool, pool), (clear, path)
+            assert_vm_healthy(g)

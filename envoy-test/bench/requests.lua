@@ -2,6 +2,8 @@
 --   mix     new users, returning users and 4 KiB-cookie users in turn
 --   short   returning users with a short Cookie header
 --   big     returning users with a 4 KiB Cookie header
+--   new     new users only (no Cookie header)
+--   returning  returning users only, with a browser-like Cookie header
 -- Optional second and third arguments: the affinity values of the returning
 -- users of pool1 and pool2 (default: the plain pool names), e.g. stamped
 -- values for a gateway with server-side timeouts.
@@ -19,7 +21,13 @@ function init(args)
   local short2 = wrk.format("GET", "/", { ["Cookie"] = "_ga=GA1.2.345; nginx-app-subset=" .. v2 })
   local big1 = wrk.format("GET", "/", { ["Cookie"] = big .. "; nginx-app-subset=" .. v1 })
   local big2 = wrk.format("GET", "/", { ["Cookie"] = big .. "; nginx-app-subset=" .. v2 })
+  local browser = "_ga=GA1.2.1234567890.1790000000; _gid=GA1.2.987654321.1790000000; theme=dark; "
+  local tail = "; session=3f9a8c2e5b7d4a1f9c0e6b2d8a4f7c1e"
+  local ret1 = wrk.format("GET", "/", { ["Cookie"] = browser .. "nginx-app-subset=" .. v1 .. tail })
+  local ret2 = wrk.format("GET", "/", { ["Cookie"] = browser .. "nginx-app-subset=" .. v2 .. tail })
   if mode == "short" then reqs = { short1, short2 }
+  elseif mode == "new" then reqs = { new }
+  elseif mode == "returning" then reqs = { ret1, ret2 }
   elseif mode == "big" then reqs = { big1, big2 }
   else reqs = { new, short1, big2, new, short2, big1 } end
 end

@@ -108,6 +108,10 @@ pub struct Config {
     /// Request and response header carrying the affinity value for clients
     /// without cookies, when set.
     pub session_header: Option<String>,
+    /// Call Envoy's `clear_route_cache` after setting the routing headers.
+    /// Off by default: the module's ABI is 0.2.1, for which every Envoy
+    /// clears the route cache itself when a filter changes request headers.
+    pub clear_route_cache: bool,
     picker: WeightedPicker,
     rendezvous: Rendezvous,
     codec: Codec,

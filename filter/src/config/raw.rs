@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub debug_header: Option<String>,
     pub failover: Option<RawFailover>,
     pub session_header: Option<String>,
+    pub clear_route_cache: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -61,6 +61,7 @@ pub(super) fn validate(
         failover,
         lifetime,
         session_header,
+        clear_route_cache: raw.clear_route_cache.unwrap_or(false),
         picker,
         rendezvous,
         codec,

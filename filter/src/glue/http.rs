@@ -146,7 +146,9 @@ impl HttpFilter {
         if let Some(cluster_header) = &config.cluster_header {
             self.set_http_request_header(cluster_header, Some(&pool.cluster));
         }
-        clear_route_cache();
+        if config.clear_route_cache {
+            clear_route_cache();
+        }
         self.counters
             .count(metrics::slot(decision.pool, decision.reason));
     }
@@ -204,11 +206,12 @@ impl HttpFilter {
 
 /// Makes Envoy match the route again now that the routing headers are set.
 ///
-/// Envoy picks the route before the filter chain runs. Older Envoys dropped
-/// that choice whenever a Proxy-Wasm 0.2.x filter changed request headers;
-/// newer ones (envoyproxy/envoy#36671) keep it unless the filter calls the
-/// `clear_route_cache` foreign function. Calling it is right on both: an
-/// Envoy without it answers NotFound and re-routes on its own.
+/// Envoy picks the route before the filter chain runs and drops that choice
+/// when a filter of Proxy-Wasm ABI 0.2.1 or older changes request headers;
+/// since envoyproxy/envoy#36671 (Envoy 1.33) it keeps it for newer ABIs
+/// unless the filter calls this foreign function. This module's ABI is
+/// 0.2.1, so the call is made only when the config asks for it; an Envoy
+/// without the function answers NotFound.
 fn clear_route_cache() {
     match hostcalls::call_foreign_function("clear_route_cache", None) {
         Ok(_) | Err(Status::NotFound) => {}

@@ -292,6 +292,7 @@ fn refusals_name_the_field() {
             "requires the Secure attribute",
         ),
         ("sessionHeader reserved", with(r#""sessionHeader": "Cookie""#), "sessionHeader", "reserved"),
+        ("clearRouteCache string", with(r#""clearRouteCache": "yes""#), "clearRouteCache", "invalid type"),
         ("sessionHeader clash", with(r#""sessionHeader": "x-sticky-split-pool""#), "sessionHeader", "must differ"),
         (
             "'hashOn': {}",
@@ -448,6 +449,7 @@ fn accepted_variants() {
             r#""cookie": {"sameSite": "None", "secure": true}"#,
         ),
         ("session cookie", r#""cookie": {"maxAge": 0}"#),
+        ("clear the route cache", r#""clearRouteCache": true"#),
         (
             "failover, timeouts, session header, partitioned",
             r#""failover": {"enabled": true, "ejectAfter": 1, "ejectSeconds": 5}, "sessionHeader": "X-Session",
