@@ -215,10 +215,14 @@ def main(argv=None):
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--million", type=int, default=1_000_000, help="requests for the VM memory check (0: skip)")
     ap.add_argument("--quick", action="store_true", help="only the direct pairs behind the targets")
+    ap.add_argument("--scaling", action="store_true",
+                    help="only the --concurrency 1 vs 2 check of sticky-split (one VM per worker)")
     a = ap.parse_args(argv)
     if os.cpu_count() < 2:
         print("needs 2 CPUs", file=sys.stderr)
         return 1
+    if a.scaling:
+        return scaling(a)
     workdir = envoy.REPO / ".run/bench"
     workdir.mkdir(parents=True, exist_ok=True)
     plans = variants(0)
@@ -261,6 +265,45 @@ def main(argv=None):
     finally:
         for p in procs.values():
             p.stop()
+    return 0
+
+
+def scaling(a):
+    """sticky-split with --concurrency 1 and 2 under the same load (backend,
+    gateway and wrk unpinned on the two cores): requests per second, CPU time
+    per request, the VMs Envoy created and how the workers shared the load."""
+    workdir = envoy.REPO / ".run/bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = envoy.free_ports(4)
+    plugin = json.dumps({"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}],
+                         "cookie": {"name": COOKIE}})
+    backend = envoy.Envoy(config=bootstrap(ports[0], ports[1], BACKEND_ROUTE, [], []), name="backend",
+                          workdir=workdir, concurrency=2, log_level="warning").start()
+    two = [envoy.static_cluster("pool1", ports[1]), envoy.static_cluster("pool2", ports[1])]
+    print(f"sticky-split, --concurrency 1 vs 2, wrk -t2 -c16 {a.seconds} s, mix; nothing pinned (2 cores shared)")
+    try:
+        rows = []
+        for concurrency in (1, 2):
+            config = bootstrap(ports[2], ports[3], HEADER_ROUTE, [wasm_filter(envoy.WASM, plugin)], two)
+            g = envoy.Envoy(config=config, name=f"scaling-{concurrency}", workdir=workdir,
+                            concurrency=concurrency, log_level="warning").start()
+            try:
+                n0, c0 = requests(g), g.cpu_ticks()
+                subprocess.run(["wrk", "-t2", "-c16", f"-d{a.seconds}s", "-s", str(BENCH / "requests.lua"),
+                                f"http://127.0.0.1:{g.gateway}/", "--", "mix"], capture_output=True, check=True)
+                n, cpu = requests(g) - n0, (g.cpu_ticks() - c0) / HZ
+                workers = g.stats(r"^listener\.127\.0\.0\.1_[0-9]+\.worker_[0-9]+\.downstream_cx_total$")
+                vms = g.stats(r"^wasm\.envoy\.wasm\.runtime\.v8\.created$")
+                rows.append((concurrency, n / a.seconds, cpu / n * 1e6, sorted(workers.values()),
+                             sum(vms.values())))
+            finally:
+                g.stop()
+        for concurrency, rps, us, workers, vms in rows:
+            print(f"  --concurrency {concurrency}: {rps:8.0f} req/s, {us:6.1f} us CPU/request, "
+                  f"connections per worker {workers}, VMs created {vms}")
+        print(f"  throughput x{rows[1][1] / rows[0][1]:.2f}, CPU per request x{rows[1][2] / rows[0][2]:.2f}")
+    finally:
+        backend.stop()
     return 0
 
 
