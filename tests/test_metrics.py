@@ -170,3 +170,18 @@ def test_vm_memory_gauge_is_the_sum_over_vms_and_steady(workdir, base_config):
         # the main thread's VM and two workers' VMs: three shares
         assert readings[0] >= 3 * one_vm_at_least, readings
         assert_vm_healthy(g)
+
+
+def test_response_counters_can_be_switched_off(workdir, base_config):
+    """With responseCounters off and failover off the filter does not look at
+    responses: no response is counted, requests and cookies are as before."""
+    plugin = dict(envoy.plugin_config(base_config), responseCounters=False, failover={"enabled": False})
+    with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g, Client(g.gateway) as c:
+        served = [c.get("/") for _ in range(50)]
+        assert all(r.status == 200 and r.issued(COOKIE) == r.served_by for r in served)
+        assert c.get("/", [("Cookie", f"{COOKIE}=pool2")]).served_by == "pool2"
+        got = counters(g)
+        responses, per_pool = outcome_counters(g)
+        assert sum(got.values()) == 51
+        assert set(responses.values()) == {0}
+        assert_vm_healthy(g)

@@ -112,6 +112,8 @@ pub struct Config {
     /// Off by default: the module's ABI is 0.2.1, for which every Envoy
     /// clears the route cache itself when a filter changes request headers.
     pub clear_route_cache: bool,
+    /// Count responses per pool and class (`sticky_split_responses_total`).
+    pub response_counters: bool,
     picker: WeightedPicker,
     rendezvous: Rendezvous,
     codec: Codec,
@@ -187,6 +189,12 @@ impl Config {
         env: impl Fn(&str) -> Option<Vec<u8>>,
     ) -> Result<Config, ConfigError> {
         validate::validate(error::parse(bytes)?, env)
+    }
+
+    /// Whether the filter looks at responses (their status, and Envoy's
+    /// response flags for a 5xx): for the response counters or failover.
+    pub fn reads_responses(&self) -> bool {
+        self.response_counters || self.failover.enabled
     }
 
     /// A fresh pool-health state for failover (one per VM), `None` when

@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub failover: Option<RawFailover>,
     pub session_header: Option<String>,
     pub clear_route_cache: Option<bool>,
+    pub response_counters: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -62,6 +62,7 @@ pub(super) fn validate(
         lifetime,
         session_header,
         clear_route_cache: raw.clear_route_cache.unwrap_or(false),
+        response_counters: raw.response_counters.unwrap_or(true),
         picker,
         rendezvous,
         codec,

@@ -90,6 +90,11 @@ impl HttpContext for HttpFilter {
         let (Some(config), Some(routed)) = (self.config.clone(), self.routed.take()) else {
             return Action::Continue;
         };
+        if !config.reads_responses() {
+            // neither counters nor failover look at the response
+            self.add_headers(&config, &routed, None);
+            return Action::Continue;
+        }
         let status = self
             .get_http_response_header_bytes(":status")
             .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
@@ -158,8 +163,10 @@ impl HttpFilter {
         let table = Table {
             pools: config.pools.len(),
         };
-        if let Some(slot) = table.response(pool, responded.class) {
-            self.counters.count(slot);
+        if config.response_counters {
+            if let Some(slot) = table.response(pool, responded.class) {
+                self.counters.count(slot);
+            }
         }
         if responded.ejected {
             self.counters.count(table.ejection(pool));
@@ -168,12 +175,28 @@ impl HttpFilter {
                 config.pool(pool).map_or("?", |p| p.name.as_str())
             );
         }
-        let (set_cookie, session) = match &responded.failed_over {
-            Some(_) => {
-                self.counters.count(table.failover(pool));
-                (responded.set_cookie, responded.session_value)
-            }
-            None => (routed.set_cookie.clone(), routed.session_value.clone()),
+        if responded.failed_over.is_some() {
+            self.counters.count(table.failover(pool));
+        }
+        self.add_headers(config, routed, Some(responded));
+    }
+
+    /// The Set-Cookie, session and debug headers of the response: the user's
+    /// new value when a failing response moved them, else the planned one.
+    fn add_headers(&mut self, config: &Config, routed: &Routed, responded: Option<Responded>) {
+        let pool = routed.decision.pool;
+        let (set_cookie, session, moved) = match responded {
+            Some(Responded {
+                failed_over: Some(moved),
+                set_cookie,
+                session_value,
+                ..
+            }) => (set_cookie, session_value, Some(moved)),
+            _ => (
+                routed.set_cookie.clone(),
+                routed.session_value.clone(),
+                None,
+            ),
         };
         if let Some(cookie) = set_cookie {
             // Appended: the application's own Set-Cookie headers stay as they are.
@@ -188,7 +211,7 @@ impl HttpFilter {
                 p.name,
                 routed.decision.reason.as_str()
             );
-            if let Some(moved) = responded.failed_over.and_then(|d| config.pool(d.pool)) {
+            if let Some(moved) = moved.and_then(|d| config.pool(d.pool)) {
                 value.push_str("; failover=");
                 value.push_str(&moved.name);
             }

@@ -293,6 +293,7 @@ fn refusals_name_the_field() {
         ),
         ("sessionHeader reserved", with(r#""sessionHeader": "Cookie""#), "sessionHeader", "reserved"),
         ("clearRouteCache string", with(r#""clearRouteCache": "yes""#), "clearRouteCache", "invalid type"),
+        ("responseCounters number", with(r#""responseCounters": 1"#), "responseCounters", "invalid type"),
         ("sessionHeader clash", with(r#""sessionHeader": "x-sticky-split-pool""#), "sessionHeader", "must differ"),
         (
             "'hashOn': {}",
@@ -450,6 +451,10 @@ fn accepted_variants() {
         ),
         ("session cookie", r#""cookie": {"maxAge": 0}"#),
         ("clear the route cache", r#""clearRouteCache": true"#),
+        (
+            "no response counters, no failover",
+            r#""responseCounters": false, "failover": {"enabled": false}"#,
+        ),
         (
             "failover, timeouts, session header, partitioned",
             r#""failover": {"enabled": true, "ejectAfter": 1, "ejectSeconds": 5}, "sessionHeader": "X-Session",

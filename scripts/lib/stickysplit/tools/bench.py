@@ -106,6 +106,7 @@ def variants(backend_port):
         "default_source_code": {"inline_string": (BENCH / "sticky_split.lua").read_text()}}}
     large = large_plugin()
     timed = dict(plugin, cookie={"name": COOKIE, "absoluteTimeout": 31_536_000, "idleTimeout": 31_536_000})
+    lean = dict(plugin, cookie={"name": COOKIE, "secure": True}, failover={"enabled": False}, responseCounters=False)
     return {
         "native": (native_routes, [], two),
         "passthrough": (PLAIN_ROUTE, [], two),
@@ -115,6 +116,9 @@ def variants(backend_port):
         "sticky-split": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(plugin))], two),
         "sticky-split-cluster": (CLUSTER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(plugin_cluster))], two),
         "sticky-split-large": (CLUSTER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(large))], two),
+        # what the features that read more than the floor cost: no response
+        # counters, no failover (no :status read), Secure fixed (no :scheme read)
+        "sticky-split-lean": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(lean))], two),
         # server-side timeouts: a clock read per request, stamped values
         "sticky-split-timeouts": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(timed))], two),
         # a second, identical sticky-split gateway: for pairs of sticky-split with itself
@@ -127,7 +131,7 @@ def preflight(g, variant):
     """A variant that routes on the header must route a returning pool2 user
     by the pool2 route: Envoy matched the route again after the filter set
     the header (without a clear_route_cache call, in sticky-split's case)."""
-    if variant not in ("lua", "floor", "sticky-split", "sticky-split-2", "sticky-split-timeouts"):
+    if variant not in ("lua", "floor", "sticky-split", "sticky-split-2", "sticky-split-timeouts", "sticky-split-lean"):
         return
     from ..http import Client
 
