@@ -278,6 +278,14 @@ class Envoy:
             self.log_file.close()
             self.log_file = None
 
+    def serve_until_interrupted(self):
+        """Blocks while Envoy runs; Ctrl-C returns (the caller stops it)."""
+        try:
+            while self.proc is not None and self.proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print()
+
     def __enter__(self):
         return self if self.proc is not None else self.start()
 

@@ -2,7 +2,6 @@
 
 import argparse
 import sys
-import time
 
 from .. import envoy
 from . import validate
@@ -38,11 +37,7 @@ def main(argv=None):
                 f"  curl -si -H 'Cookie: {cookie}=pool2' {url}\n"
                 f"  admin: http://127.0.0.1:{gw.ports['admin']}/"
             )
-            try:
-                while gw.proc.poll() is None:
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
-                print()
+            gw.serve_until_interrupted()
         return 0 if ok else 1
     finally:
         gw.stop()

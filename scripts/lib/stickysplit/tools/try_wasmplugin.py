@@ -12,8 +12,6 @@ manifests disagree or cannot be read."""
 import argparse
 import copy
 import sys
-import time
-from pathlib import Path
 
 import yaml
 
@@ -175,11 +173,7 @@ def main(argv=None):
         print(f"\n{'PASS' if ok else 'FAIL'}: {plugin_name} with its routes")
         if a.serve:
             print(f"\nServing (Ctrl-C to stop): curl -si {url}   admin http://127.0.0.1:{gw.envoy.ports['admin']}/")
-            try:
-                while gw.envoy.proc.poll() is None:
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
-                print()
+            gw.envoy.serve_until_interrupted()
         return 0 if ok else 1
     finally:
         gw.__exit__(None, None, None)
