@@ -98,37 +98,48 @@ pub fn route<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     }
     let decision = finish(config, resolved, cond, rng);
     let probe = health.is_some_and(|h| h.routed(decision.pool));
-    let value = decision.cookie.and_then(|payload| {
-        let stamp = now
-            .filter(|_| needs.clock)
-            .map(|now| stamp(decision.assigned, now));
-        config.encode_stamped(payload, stamp)
-    });
-    let set_cookie = value.as_ref().map(|value| {
-        let https = config.cookie.secure == Secure::Auto
-            && match (complete, &all) {
-                (true, _) => Request::new(&headers).is_https(),
-                (false, Some(all)) => Request::new(all).is_https(),
-                (false, None) => source.first(":scheme").is_some_and(|s| is_https(&s)),
-            };
-        config.set_cookie_header(value, https)
+    let (set_cookie, session_value) = issue(config, &decision, now, || match (complete, &all) {
+        (true, _) => Request::new(&headers).is_https(),
+        (false, Some(all)) => Request::new(all).is_https(),
+        (false, None) => source.first(":scheme").is_some_and(|s| is_https(&s)),
     });
     Routed {
         decision,
-        session_value: value.filter(|_| config.session_header.is_some()),
         set_cookie,
+        session_value,
         probe,
     }
 }
 
-/// The stamp of a value issued at `now` for a pool assigned at `assigned`
-/// (now, if `None`).
-fn stamp(assigned: Option<u32>, now: u64) -> Stamp {
-    let now = u32::try_from(now).unwrap_or(u32::MAX);
-    Stamp {
-        assigned: assigned.unwrap_or(now),
-        issued: now,
-    }
+/// The `Set-Cookie` value and the session header value that carry
+/// `decision`'s affinity value, if it writes one: stamped at `now` when a
+/// server-side timeout is configured, `Secure` from `https` (asked only when
+/// a cookie is issued and `secure` is `"auto"`).
+fn issue(
+    config: &Config,
+    decision: &Decision,
+    now: Option<u64>,
+    https: impl FnOnce() -> bool,
+) -> (Option<String>, Option<String>) {
+    let stamp = now.filter(|_| config.needs().clock).map(|now| {
+        let now = u32::try_from(now).unwrap_or(u32::MAX);
+        Stamp {
+            assigned: decision.assigned.unwrap_or(now),
+            issued: now,
+        }
+    });
+    let Some(value) = decision
+        .cookie
+        .and_then(|payload| config.encode_stamped(payload, stamp))
+    else {
+        return (None, None);
+    };
+    let https = config.cookie.secure == Secure::Auto && https();
+    let set_cookie = config.set_cookie_header(&value, https);
+    (
+        Some(set_cookie),
+        config.session_header.as_ref().map(|_| value),
+    )
 }
 
 /// Response classes counted per pool; `Gateway` is a 5xx that Envoy itself
@@ -228,12 +239,9 @@ pub fn respond<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     };
     let pool = routed.decision.pool;
     let failed = class == Class::Gateway;
-    // the clock only for a failure: an ejection needs its start
-    let now = if failed || routed.probe {
-        source.now()
-    } else {
-        0
-    };
+    // the clock only for a failure: an ejection needs its start (a success,
+    // a probe's included, needs no time)
+    let now = if failed { source.now() } else { 0 };
     out.ejected = health.record(pool, failed, now) == Change::Ejected;
     if !failed || !moves_on_failure(config, &routed.decision) {
         return out;
@@ -248,15 +256,7 @@ pub fn respond<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     let Some(moved) = fail_over(config, &req, pool, cond, rng) else {
         return out;
     };
-    let stamp = config.needs().clock.then(|| stamp(None, now));
-    if let Some(value) = moved
-        .cookie
-        .and_then(|payload| config.encode_stamped(payload, stamp))
-    {
-        let https = config.cookie.secure == Secure::Auto && req.is_https();
-        out.set_cookie = Some(config.set_cookie_header(&value, https));
-        out.session_value = config.session_header.as_ref().map(|_| value);
-    }
+    (out.set_cookie, out.session_value) = issue(config, &moved, Some(now), || req.is_https());
     out.failed_over = Some(moved);
     out
 }

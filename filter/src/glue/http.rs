@@ -12,8 +12,10 @@ use proxy_wasm::types::{Action, LogLevel, Status};
 use super::{SharedHealth, SharedRng};
 use crate::config::Config;
 use crate::decide::fetch::{respond, route, HeaderSource, Responded, Routed};
+use crate::health::Health;
 use crate::metrics::{self, CounterBatch, Table};
 use crate::request::Headers;
+use crate::rng::Prng;
 
 pub(super) struct HttpFilter {
     config: Option<Rc<Config>>,
@@ -70,16 +72,13 @@ impl Context for HttpFilter {}
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Some(config), Some(rng)) = (self.config.clone(), self.rng.clone()) else {
+        let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
-        // Not reachable in a single-threaded VM; still, never panic.
-        let Ok(mut rng) = rng.try_borrow_mut() else {
+        let Some(routed) = self.with_state(|host, rng, health| route(&config, host, rng, health))
+        else {
             return Action::Continue;
         };
-        let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
-        let routed = route(&config, &mut Host(self), &mut *rng, health.as_deref_mut());
-        drop((rng, health));
         self.apply(&config, &routed);
         self.routed = Some(routed);
         Action::Continue
@@ -92,7 +91,7 @@ impl HttpContext for HttpFilter {
         };
         if !config.reads_responses() {
             // neither counters nor failover look at the response
-            self.add_headers(&config, &routed, None);
+            self.add_headers(&config, routed, None);
             return Action::Continue;
         }
         let status = self
@@ -106,25 +105,13 @@ impl HttpContext for HttpFilter {
         } else {
             0
         };
-        let responded = match self.rng.clone() {
-            Some(rng) => match rng.try_borrow_mut() {
-                Ok(mut rng) => {
-                    let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
-                    respond(
-                        &config,
-                        &mut Host(self),
-                        &mut *rng,
-                        health.as_deref_mut(),
-                        &routed,
-                        status,
-                        flags,
-                    )
-                }
-                Err(_) => return Action::Continue,
-            },
-            None => return Action::Continue,
-        };
-        self.answer(&config, &routed, responded);
+        let responded = self.with_state(|host, rng, health| {
+            respond(&config, host, rng, health, &routed, status, flags)
+        });
+        match responded {
+            Some(responded) => self.answer(&config, routed, responded),
+            None => self.add_headers(&config, routed, None),
+        }
         Action::Continue
     }
 
@@ -140,6 +127,19 @@ impl HttpContext for HttpFilter {
 }
 
 impl HttpFilter {
+    /// Runs `f` with the host, the VM's generator and its pool health (when
+    /// failover is on); `None` without a generator or when one is already
+    /// borrowed (not reachable in a single-threaded VM; still, never panic).
+    fn with_state<T>(
+        &self,
+        f: impl FnOnce(&mut Host, &mut Prng, Option<&mut Health>) -> T,
+    ) -> Option<T> {
+        let rng = self.rng.as_ref()?;
+        let mut rng = rng.try_borrow_mut().ok()?;
+        let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
+        Some(f(&mut Host(self), &mut rng, health.as_deref_mut()))
+    }
+
     fn apply(&mut self, config: &Config, routed: &Routed) {
         let decision = routed.decision;
         let Some(pool) = config.pool(decision.pool) else {
@@ -158,7 +158,7 @@ impl HttpFilter {
             .count(metrics::slot(decision.pool, decision.reason));
     }
 
-    fn answer(&mut self, config: &Config, routed: &Routed, responded: Responded) {
+    fn answer(&mut self, config: &Config, routed: Routed, responded: Responded) {
         let pool = routed.decision.pool;
         let table = Table {
             pools: config.pools.len(),
@@ -183,7 +183,7 @@ impl HttpFilter {
 
     /// The Set-Cookie, session and debug headers of the response: the user's
     /// new value when a failing response moved them, else the planned one.
-    fn add_headers(&mut self, config: &Config, routed: &Routed, responded: Option<Responded>) {
+    fn add_headers(&mut self, config: &Config, routed: Routed, responded: Option<Responded>) {
         let pool = routed.decision.pool;
         let (set_cookie, session, moved) = match responded {
             Some(Responded {
@@ -192,11 +192,7 @@ impl HttpFilter {
                 session_value,
                 ..
             }) => (set_cookie, session_value, Some(moved)),
-            _ => (
-                routed.set_cookie.clone(),
-                routed.session_value.clone(),
-                None,
-            ),
+            _ => (routed.set_cookie, routed.session_value, None),
         };
         if let Some(cookie) = set_cookie {
             // Appended: the application's own Set-Cookie headers stay as they are.
