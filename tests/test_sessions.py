@@ -18,10 +18,7 @@ ALPHA = 1e-6
 
 def backend(workdir, pool, port, status=200):
     """A sample backend for `pool` in its own Envoy, so that a test can stop it."""
-    listener = envoy.sample_backend(pool, port)
-    if status != 200:
-        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-        hcm["route_config"]["virtual_hosts"][0]["routes"][0]["direct_response"]["status"] = status
+    listener = envoy.sample_backend(pool, port, status=status)
     admin = envoy.free_ports(1)[0]
     config = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
               "static_resources": {"listeners": [listener], "clusters": []}}

@@ -127,20 +127,26 @@ def static_cluster(name, port):
     }
 
 
-def sample_backend(pool, port, route_header="x-sticky-split-pool", cluster_header="x-sticky-split-cluster"):
-    """A sample backend listener like those in envoy.yaml: answers 200 only
-    for its own pool in the route header (421 otherwise), says who served it,
-    echoes the routing headers, and sets a cookie of its own."""
+def sample_backend(pool, port, route_header="x-sticky-split-pool", cluster_header="x-sticky-split-cluster",
+                   status=200, any_route_header=False):
+    """A sample backend listener like those in envoy.yaml: answers `status`
+    only for its own pool in the route header (421 otherwise; to every
+    request with `any_route_header`), says who served it, echoes the routing
+    headers, and sets a cookie of its own."""
     echo = [{"header": {"key": "x-served-by", "value": pool}},
             {"header": {"key": "x-seen-pool", "value": f"%REQ({route_header})%"}},
             {"header": {"key": "x-seen-cluster", "value": f"%REQ({cluster_header})%"}},
             {"header": {"key": "set-cookie", "value": f"app-session={pool}-session; Path=/"},
              "append_action": "APPEND_IF_EXISTS_OR_ADD"}]
-    routes = [
-        {"match": {"prefix": "/", "headers": [{"name": route_header, "string_match": {"exact": pool}}]},
-         "direct_response": {"status": 200, "body": {"inline_string": f"{pool}\n"}}},
-        {"match": {"prefix": "/"}, "direct_response": {"status": 421, "body": {"inline_string": f"{pool}: misrouted\n"}}},
-    ]
+    served = {"direct_response": {"status": status, "body": {"inline_string": f"{pool}\n"}}}
+    if any_route_header:
+        routes = [{"match": {"prefix": "/"}, **served}]
+    else:
+        routes = [
+            {"match": {"prefix": "/", "headers": [{"name": route_header, "string_match": {"exact": pool}}]}, **served},
+            {"match": {"prefix": "/"},
+             "direct_response": {"status": 421, "body": {"inline_string": f"{pool}: misrouted\n"}}},
+        ]
     return {
         "name": f"backend-{pool}",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -149,6 +155,24 @@ def sample_backend(pool, port, route_header="x-sticky-split-pool", cluster_heade
             "route_config": {"name": f"backend-{pool}", "virtual_hosts": [
                 {"name": pool, "domains": ["*"], "response_headers_to_add": echo, "routes": routes}]},
             "http_filters": [ROUTER]}}]}],
+    }
+
+
+def bootstrap(admin, listener_port, routes, filters, clusters, listeners=()):
+    """A bootstrap with a `gateway` listener (stats prefix `ingress`) running
+    `filters` then the router over `routes`, the `clusters`, and further
+    `listeners` (sample backends)."""
+    gateway = {
+        "name": "gateway",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener_port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": HCM, "stat_prefix": "ingress",
+            "route_config": {"name": "gateway", "virtual_hosts": [{"name": "app", "domains": ["*"], "routes": routes}]},
+            "http_filters": [*filters, ROUTER]}}]}],
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": [gateway, *listeners], "clusters": clusters},
     }
 
 

@@ -27,29 +27,6 @@ COOKIE = "nginx-app-subset"
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def bootstrap(admin, listener_port, routes, filters, clusters, stats_tags=False):
-    cfg = {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "gateway",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener_port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": envoy.HCM,
-                        "stat_prefix": "ingress",
-                        "route_config": {"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": routes}]},
-                        "http_filters": filters + [envoy.ROUTER],
-                    },
-                }]}],
-            }],
-            "clusters": clusters,
-        },
-    }
-    return cfg
-
-
 def wasm_filter(module, plugin_json):
     config = {
         "name": "sticky-split", "root_id": "sticky-split",
@@ -231,12 +208,12 @@ def main(argv=None):
     workdir.mkdir(parents=True, exist_ok=True)
     plans = variants(0)
     ports = envoy.free_ports(2 + 2 * len(plans))
-    backend_cfg = bootstrap(ports[0], ports[1], BACKEND_ROUTE, [], [])
+    backend_cfg = envoy.bootstrap(ports[0], ports[1], BACKEND_ROUTE, [], [])
     procs = {}
     try:
         procs["backend"] = start("backend", backend_cfg, 1, workdir)
         for i, (name, (routes, filters, clusters)) in enumerate(variants(ports[1]).items()):
-            procs[name] = start(name, bootstrap(ports[2 + 2 * i], ports[3 + 2 * i], routes, filters, clusters), 0, workdir)
+            procs[name] = start(name, envoy.bootstrap(ports[2 + 2 * i], ports[3 + 2 * i], routes, filters, clusters), 0, workdir)
             preflight(procs[name], name)
         native = procs["native"]
         plan = [] if a.quick else [(v, "mix") for v in
@@ -281,14 +258,14 @@ def scaling(a):
     ports = envoy.free_ports(4)
     plugin = json.dumps({"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}],
                          "cookie": {"name": COOKIE}})
-    backend = envoy.Envoy(config=bootstrap(ports[0], ports[1], BACKEND_ROUTE, [], []), name="backend",
+    backend = envoy.Envoy(config=envoy.bootstrap(ports[0], ports[1], BACKEND_ROUTE, [], []), name="backend",
                           workdir=workdir, concurrency=2, log_level="warning").start()
     two = [envoy.static_cluster("pool1", ports[1]), envoy.static_cluster("pool2", ports[1])]
     print(f"sticky-split, --concurrency 1 vs 2, wrk -t2 -c16 {a.seconds} s, mix; nothing pinned (2 cores shared)")
     try:
         rows = []
         for concurrency in (1, 2):
-            config = bootstrap(ports[2], ports[3], HEADER_ROUTE, [wasm_filter(envoy.WASM, plugin)], two)
+            config = envoy.bootstrap(ports[2], ports[3], HEADER_ROUTE, [wasm_filter(envoy.WASM, plugin)], two)
             g = envoy.Envoy(config=config, name=f"scaling-{concurrency}", workdir=workdir,
                             concurrency=concurrency, log_level="warning").start()
             try:

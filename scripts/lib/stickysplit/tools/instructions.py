@@ -25,7 +25,7 @@ def count(name, routes, filters, clusters, ports, mode, seconds, workdir):
     out = workdir / f"callgrind.{name}-{mode}.out"
     for old in glob.glob(f"{out}*"):
         os.remove(old)
-    g = bench.start(f"{name}-{mode}", bench.bootstrap(ports[0], ports[1], routes, filters, clusters), 0, workdir,
+    g = bench.start(f"{name}-{mode}", envoy.bootstrap(ports[0], ports[1], routes, filters, clusters), 0, workdir,
                    wrapper=["valgrind", "--tool=callgrind", "--smc-check=all", f"--callgrind-out-file={out}"],
                    ready_seconds=900)
     try:
@@ -58,7 +58,7 @@ def main(argv=None):
     workdir = envoy.REPO / ".run/instructions"
     workdir.mkdir(parents=True, exist_ok=True)
     ports = envoy.free_ports(4)
-    backend = bench.start("backend", bench.bootstrap(ports[0], ports[1], [{"match": {"prefix": "/"}, "direct_response": {
+    backend = bench.start("backend", envoy.bootstrap(ports[0], ports[1], [{"match": {"prefix": "/"}, "direct_response": {
         "status": 200, "body": {"inline_string": "ok\n"}}}], [], []), 1, workdir)
     table = {}
     try:

@@ -80,39 +80,22 @@ def disagreements(pools, header, by_value, default, plugin_name):
     return errors
 
 
-def sample_backend(name, port, header):
-    """A backend that serves every request and says who it is."""
-    backend = envoy.sample_backend(name, port, route_header=header)
-    routes = backend["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-    del routes[0]["match"]["headers"]
-    del routes[1:]
-    return backend
-
-
 def bootstrap(by_value, default, header):
-    """A gateway listener routing on `header` to one cluster per destination,
-    the sample backends, and a placeholder for the plugin."""
+    """A gateway routing on `header` to one cluster per destination, one
+    sample backend per destination that serves every request, and a
+    placeholder filter for the plugin."""
     dests = sorted({name for name, _ in by_value.values()} | {default})
     ports = envoy.free_ports(2 + len(dests))
     admin, gateway, backend_ports = ports[0], ports[1], dict(zip(dests, ports[2:]))
     routes = [{"match": {"prefix": "/", "headers": [{"name": header, "string_match": {"exact": value}}]},
                "route": {"cluster": f"dest-{name}"}} for value, (name, _) in by_value.items()]
     routes.append({"match": {"prefix": "/"}, "route": {"cluster": f"dest-{default}"}})
-    listener = {
-        "name": "gateway",
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": gateway}},
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-            "@type": envoy.HCM, "stat_prefix": "gateway",
-            "route_config": {"name": "gateway", "virtual_hosts": [{"name": "app", "domains": ["*"], "routes": routes}]},
-            "http_filters": [{"name": "sticky-split"}, envoy.ROUTER]}}]}],
-    }
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {
-            "listeners": [listener] + [sample_backend(n, p, header) for n, p in backend_ports.items()],
-            "clusters": [envoy.static_cluster(f"dest-{n}", p) for n, p in backend_ports.items()],
-        },
-    }
+    return envoy.bootstrap(
+        admin, gateway, routes, [{"name": "sticky-split"}],
+        [envoy.static_cluster(f"dest-{n}", p) for n, p in backend_ports.items()],
+        listeners=[envoy.sample_backend(n, p, route_header=header, any_route_header=True)
+                   for n, p in backend_ports.items()],
+    )
 
 
 def main(argv=None):
