@@ -47,8 +47,7 @@ class Stack:
         return proc.stdout + proc.stderr
 
     def admin(self, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
-            return r.read().decode()
+        return envoy.admin_get(self.admin_port, path)
 
     def wait_ready(self, seconds=60):
         """Until the gateway's Envoy is LIVE and has routed a request."""
