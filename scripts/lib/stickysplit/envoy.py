@@ -68,20 +68,20 @@ def load(path=DEMO_CONFIG):
         return yaml.safe_load(f)
 
 
-def _dicts(node):
+def dicts(node):
     """Every mapping inside a parsed config, depth first."""
     if isinstance(node, dict):
         yield node
         for v in node.values():
-            yield from _dicts(v)
+            yield from dicts(v)
     elif isinstance(node, list):
         for v in node:
-            yield from _dicts(v)
+            yield from dicts(v)
 
 
 def wasm_filters(config):
     """Every sticky-split wasm filter config in an Envoy bootstrap."""
-    return [d["config"] for d in _dicts(config) if d.get("@type", "").endswith("filters.http.wasm.v3.Wasm")]
+    return [d["config"] for d in dicts(config) if d.get("@type", "").endswith("filters.http.wasm.v3.Wasm")]
 
 
 def plugin_config(config):
@@ -103,7 +103,7 @@ def render(base, plugin=None, plugin_raw=None, ports=None, wasm=WASM, vm_env=Non
         if plugin_raw is not None:
             f["configuration"]["value"] = plugin_raw
 
-    for d in _dicts(config):
+    for d in dicts(config):
         if ports and d.get("port_value") in ports:
             d["port_value"] = ports[d["port_value"]]
     return config

@@ -227,7 +227,7 @@ def write_ecds(path, resource_name, config, version):
 def route_on(config, header):
     """Makes the routes and sample backends of an envoy-test bootstrap match
     the route header `header` instead of x-sticky-split-pool."""
-    for d in envoy._dicts(config):
+    for d in envoy.dicts(config):
         if d.get("name") == ROUTE_HEADER and "string_match" in d:
             d["name"] = header
         for key, value in list(d.items()):
