@@ -6,6 +6,7 @@
 //! precomputes what the request path needs, so per-request work is lookups.
 
 mod error;
+mod parse;
 mod raw;
 mod rules;
 mod validate;
@@ -188,7 +189,7 @@ impl Config {
         bytes: &[u8],
         env: impl Fn(&str) -> Option<Vec<u8>>,
     ) -> Result<Config, ConfigError> {
-        validate::validate(error::parse(bytes)?, env)
+        validate::validate(parse::parse(bytes)?, env)
     }
 
     /// Whether the filter looks at responses (their status, and Envoy's

@@ -76,6 +76,54 @@ fn refusals_name_the_field() {
         ("pools as an object", r#"{"pools": {"name": "a"}}"#.into(), "pools", "expected a sequence"),
         ("trailing garbage", format!("{} x", with("")), "configuration", "trailing"),
         ("missing pools", "{}".into(), "pools", "missing field"),
+        (
+            "duplicate top-level key",
+            r#"{"pools": [{"name": "a", "weight": 1}], "pools": [{"name": "b", "weight": 1}]}"#.into(),
+            "pools",
+            "`pools` is given twice in one object (again at line 1 column 47)",
+        ),
+        (
+            "duplicate pool key",
+            r#"{"pools": [{"name": "a", "weight": 0, "weight": 5}, {"name": "b", "weight": 1}]}"#.into(),
+            "pools[0].weight",
+            "`weight` is given twice in one object (again at line 1 column 46)",
+        ),
+        (
+            "duplicate cookie key",
+            with(r#""cookie": {"name": "a", "maxAge": 5, "name": "b"}"#),
+            "cookie.name",
+            "`name` is given twice",
+        ),
+        (
+            "duplicate failover key",
+            with(r#""failover": {"enabled": false, "enabled": true}"#),
+            "failover.enabled",
+            "`enabled` is given twice",
+        ),
+        (
+            "duplicate hashOn key",
+            with(r#""hashOn": {"header": "x-user", "header": "x-other"}"#),
+            "hashOn.header",
+            "`header` is given twice",
+        ),
+        (
+            "duplicate rule key",
+            rules(r#"[{"match": {"path": {"prefix": "/a"}}, "pool": "a", "pool": "b"}]"#),
+            "rules[0].pool",
+            "`pool` is given twice",
+        ),
+        (
+            "duplicate match key",
+            rules(r#"[{"match": {"headers": [], "headers": [{"name": "x", "present": true}]}, "pool": "a"}]"#),
+            "rules[0].match.headers",
+            "`headers` is given twice",
+        ),
+        (
+            "duplicate condition key",
+            rules(r#"[{"match": {"headers": [{"name": "x", "exact": "1", "exact": "2"}]}, "pool": "a"}]"#),
+            "rules[0].match.headers[0].exact",
+            "`exact` is given twice",
+        ),
         ("no pools", r#"{"pools": []}"#.into(), "pools", "at least one"),
         ("unknown top-level field", with(r#""colour": "blue""#), "colour", "unknown field"),
         ("misspelt field", with(r#""routeheader": "x""#), "routeheader", "unknown field"),
@@ -364,7 +412,9 @@ fn refusals_name_the_field() {
     ];
     let mut istio_forms = 0;
     for (label, json, field, reason) in cases {
-        let printed = istio_printed(&json);
+        // A pluginConfig is a protobuf Struct: istiod cannot print a
+        // repeated key, so those rows have no Istio form.
+        let printed = istio_printed(&json).filter(|_| !reason.contains("is given twice"));
         istio_forms += usize::from(printed.is_some());
         for (form, text) in [
             ("as written", Some(json.clone())),
