@@ -13,9 +13,10 @@ use std::time::Instant;
 
 use rand_core::SeedableRng;
 use sticky_split::config::Config;
-use sticky_split::decide::fetch::{route, ListedHeaders};
+use sticky_split::fuzzing::HeaderList;
 use sticky_split::request::Headers;
 use sticky_split::rng::Prng;
+use sticky_split::stream::route;
 
 const LARGE: &str = include_str!("../../envoy-test/bench/large-config.json");
 
@@ -49,7 +50,13 @@ fn requests() -> Vec<Headers> {
 
 fn time(config: &Config, reqs: &[Headers]) -> f64 {
     let mut rng = Prng::seed_from_u64(1);
-    let mut sources: Vec<ListedHeaders> = reqs.iter().cloned().map(ListedHeaders::new).collect();
+    let mut sources: Vec<HeaderList> = reqs
+        .iter()
+        .map(|headers| HeaderList {
+            headers: headers.clone(),
+            ..HeaderList::default()
+        })
+        .collect();
     let mut samples: Vec<f64> = (0..15)
         .map(|_| {
             let start = Instant::now();

@@ -7,9 +7,10 @@ use rand_core::SeedableRng;
 use crate::choice::key_hash;
 use crate::config::Config;
 use crate::cookie::{Payload, Verdict};
-use crate::decide::fetch::{respond, route, ListedHeaders};
 use crate::metrics;
+use crate::request::Headers;
 use crate::rng::Prng;
+use crate::stream::{respond, route, HeaderSource};
 
 const KEY: &[u8] = b"fuzzing key, 32 bytes long .....";
 
@@ -122,9 +123,19 @@ pub fn request(data: &[u8]) {
         .collect();
     let seed = key_hash(data);
     let mut rng = Prng::seed_from_u64(seed);
-    let mut source = ListedHeaders::new(headers);
-    // a clock around the present, moved by the input
-    source.now = 1_800_000_000 + seed % 100_000;
+    let mut source = HeaderList {
+        headers,
+        // a clock around the present, moved by the input
+        now: 1_800_000_000 + seed % 100_000,
+        // a status and flags from the input, a status that is not a number
+        // among them
+        status: match seed % 7 {
+            0 => format!("{}x", seed % 1000),
+            n => format!("{}", 100 + (seed >> 8) % 500 + n),
+        }
+        .into_bytes(),
+        flags: if seed & 1 == 0 { 0x20 } else { seed >> 32 },
+    };
     let mut health = config.health();
     let routed = route(&config, &mut source, &mut rng, health.as_mut());
     let d = routed.decision;
@@ -137,23 +148,51 @@ pub fn request(data: &[u8]) {
     if let (Some(payload), Some(header)) = (d.cookie, &routed.set_cookie) {
         assert_reads_back(&config, header, payload, &pool);
     }
-    // a response: status and flags from the input
-    let status = 100 + (seed >> 8) % 500;
-    let flags = if seed & 1 == 0 { 0x20 } else { seed >> 32 };
-    let responded = respond(
-        &config,
-        &mut source,
-        &mut rng,
-        health.as_mut(),
-        &routed,
-        u16::try_from(status).unwrap_or(500),
-        flags,
-    );
-    if let Some(moved) = responded.failed_over {
-        assert_ne!(moved.pool, d.pool, "failed over to the failing pool");
-        if let (Some(payload), Some(header)) = (moved.cookie, &responded.set_cookie) {
-            assert_reads_back(&config, header, payload, &pool);
+    let planned_cookie = routed.set_cookie.clone();
+    let plan = respond(&config, &mut source, &mut rng, health.as_mut(), routed);
+    match plan.failed_over {
+        Some(moved) => {
+            assert_ne!(moved.pool, d.pool, "failed over to the failing pool");
+            if let (Some(payload), Some(header)) = (moved.cookie, &plan.set_cookie) {
+                assert_reads_back(&config, header, payload, &pool);
+            }
         }
+        None => assert_eq!(plan.set_cookie, planned_cookie),
+    }
+}
+
+/// A request's headers and a response's status and flags, as the host
+/// would give them.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderList {
+    pub headers: Headers,
+    pub now: u64,
+    pub status: Vec<u8>,
+    pub flags: u64,
+}
+
+impl HeaderSource for HeaderList {
+    fn first(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn all(&mut self) -> Headers {
+        self.headers.clone()
+    }
+
+    fn now(&mut self) -> u64 {
+        self.now
+    }
+
+    fn status(&mut self) -> Option<Vec<u8>> {
+        Some(self.status.clone())
+    }
+
+    fn response_flags(&mut self) -> u64 {
+        self.flags
     }
 }
 

@@ -7,12 +7,15 @@
 //! - `token`: RFC character classes for names;
 //! - `request`: the read-only header view and the Cookie-header scan;
 //! - `choice`: weighted pick and weighted rendezvous hashing;
-//! - `health`: per-VM pool ejection for failover;
+//! - `health`: per-VM pool ejection for failover, and the response classes
+//!   it judges by;
 //! - `cookie`: the affinity value codec and the Set-Cookie template;
-//! - `rules`: compiled override rules;
+//! - `matcher`: compiled override rules (`rules` in the config) and their string matches;
 //! - `config`: the plugin config, raw (serde) and validated;
-//! - `decide`: the per-request decision and the header fetch policy;
+//! - `decide`: the per-request decision;
 //! - `metrics`: counter names and batching;
+//! - `stream`: one HTTP stream: what to read from the host and when, and the
+//!   plans the glue applies to the request and the response;
 //! - `rng`: the per-VM generator.
 
 pub mod choice;
@@ -20,10 +23,11 @@ pub mod config;
 pub mod cookie;
 pub mod decide;
 pub mod health;
+pub mod matcher;
 pub mod metrics;
 pub mod request;
 pub mod rng;
-pub mod rules;
+pub mod stream;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

@@ -16,8 +16,8 @@
 
 use std::cell::Cell;
 
-use crate::decide::fetch::Class;
 use crate::decide::Reason;
+use crate::health::Class;
 
 pub const REQUESTS_TOTAL: &str = "sticky_split_requests_total";
 pub const RESPONSES_TOTAL: &str = "sticky_split_responses_total";
@@ -70,11 +70,11 @@ pub fn slot(pool: usize, reason: Reason) -> usize {
 /// request counters, the response counters (pool-major), then ejections,
 /// then failovers, one per pool.
 #[derive(Debug, Clone, Copy)]
-pub struct Table {
+pub struct CounterLayout {
     pub pools: usize,
 }
 
-impl Table {
+impl CounterLayout {
     fn responses_start(self) -> usize {
         self.pools * Reason::ALL.len()
     }

@@ -5,10 +5,12 @@
 //! checks meaning (tokens, duplicates, weights, combinations) and
 //! precomputes what the request path needs, so per-request work is lookups.
 
+mod compile_rules;
+mod cookie_fields;
 mod error;
+mod header_names;
 mod parse;
 mod raw;
-mod rules;
 mod validate;
 
 use serde::Deserialize;
@@ -17,7 +19,7 @@ use crate::choice::{Rendezvous, WeightedPicker};
 use crate::cookie::{Codec, Payload, SetCookieTemplate, Stamp, Verdict};
 pub use crate::cookie::{CookieSpec, SameSite, Secure};
 use crate::health::Health;
-use crate::rules::Rule;
+use crate::matcher::Rule;
 pub use error::ConfigError;
 
 /// Defaults, documented in the README's field table.
@@ -45,17 +47,17 @@ pub struct Failover {
     pub eject_seconds: u32,
 }
 
-/// Server-side lifetime of an affinity value (`cookie.absoluteTimeout`,
+/// Server-side timeouts of an affinity value (`cookie.absoluteTimeout`,
 /// `cookie.idleTimeout`), in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Lifetime {
+pub struct Timeouts {
     /// Since the pool was assigned.
     pub absolute: Option<u32>,
     /// Since the value was last issued; renewed after half of it.
     pub idle: Option<u32>,
 }
 
-impl Lifetime {
+impl Timeouts {
     /// Whether values carry a stamp and requests need the clock.
     pub fn is_set(&self) -> bool {
         self.absolute.is_some() || self.idle.is_some()
@@ -105,7 +107,7 @@ pub struct Config {
     /// Response header naming the pool and reason, when set.
     pub debug_header: Option<String>,
     pub failover: Failover,
-    pub lifetime: Lifetime,
+    pub timeouts: Timeouts,
     /// Request and response header carrying the affinity value for clients
     /// without cookies, when set.
     pub session_header: Option<String>,
@@ -147,7 +149,7 @@ impl RequestNeeds {
         rules: &[Rule],
         hash_on: Option<&HashOn>,
         session_header: Option<&String>,
-        lifetime: Lifetime,
+        timeouts: Timeouts,
     ) -> RequestNeeds {
         let mut cookies: Vec<String> = Vec::new();
         let named = rules
@@ -169,7 +171,7 @@ impl RequestNeeds {
             path: rules.iter().any(Rule::reads_path),
             cookies,
             session_header: session_header.cloned(),
-            clock: lifetime.is_set(),
+            clock: timeouts.is_set(),
         }
     }
 }

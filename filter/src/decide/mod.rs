@@ -1,6 +1,6 @@
 //! The per-request decision: which pool, why, and what (if anything) to write
 //! into the affinity cookie. Pure: it reads a header view and takes at most
-//! one random draw. [`fetch`] decides which headers to get from the host.
+//! one random draw. `stream` decides which headers to get from the host.
 //!
 //! Precedence, first that applies:
 //! 1. **rules**, in order;
@@ -13,7 +13,6 @@
 //! Pools out of service (ejected by failover) are avoided by steps 2 to 4:
 //! a user pinned there is re-picked (`failover`); rules still apply.
 
-pub mod fetch;
 mod reason;
 
 use rand_core::Rng;
@@ -62,12 +61,6 @@ pub enum Resolved {
     Assign(Reason),
 }
 
-/// Decides for one request whose headers are all in `req`, with every pool
-/// in service and no clock.
-pub fn decide<R: Rng + ?Sized>(config: &Config, req: &Request, rng: &mut R) -> Decision {
-    decide_with(config, req, Conditions::default(), rng)
-}
-
 /// Decides for one request whose headers are all in `req`.
 pub fn decide_with<R: Rng + ?Sized>(
     config: &Config,
@@ -89,11 +82,6 @@ pub fn finish<R: Rng + ?Sized>(
         Resolved::Decided(d) => d,
         Resolved::Assign(reason) => assign(config, reason, cond, rng.next_u64()),
     }
-}
-
-/// Steps 1 to 3 with every pool in service and no clock.
-pub fn resolve(config: &Config, req: &Request) -> Resolved {
-    resolve_with(config, req, Conditions::default())
 }
 
 /// Steps 1 to 3: rules, the affinity value, the hashOn key.
@@ -161,11 +149,11 @@ fn judge(config: &Config, value: &[u8], cond: Conditions) -> Result<Decision, Re
             Some(_) => {}
         }
     }
-    let renew = match (config.lifetime.is_set(), cond.now) {
-        (true, Some(now)) => match lifetime_of(config, stamp, now) {
-            Lifetime::Expired => return Err(Reason::Expired),
-            Lifetime::Renew => true,
-            Lifetime::Valid => false,
+    let renew = match (config.timeouts.is_set(), cond.now) {
+        (true, Some(now)) => match freshness_of(config, stamp, now) {
+            Freshness::Expired => return Err(Reason::Expired),
+            Freshness::Renew => true,
+            Freshness::Valid => false,
         },
         _ => false,
     };
@@ -192,7 +180,7 @@ fn judge(config: &Config, value: &[u8], cond: Conditions) -> Result<Decision, Re
     })
 }
 
-enum Lifetime {
+enum Freshness {
     Valid,
     /// Valid, and past half of the idle timeout: issue it again.
     Renew,
@@ -201,21 +189,21 @@ enum Lifetime {
 
 /// A stamped value against the configured timeouts; a value without a
 /// stamp (an older config's, or the hand-written pattern's) has expired.
-fn lifetime_of(config: &Config, stamp: Option<Stamp>, now: u64) -> Lifetime {
+fn freshness_of(config: &Config, stamp: Option<Stamp>, now: u64) -> Freshness {
     let Some(stamp) = stamp else {
-        return Lifetime::Expired;
+        return Freshness::Expired;
     };
     let age = now.saturating_sub(u64::from(stamp.assigned));
     let idle = now.saturating_sub(u64::from(stamp.issued));
-    let limits = config.lifetime;
+    let limits = config.timeouts;
     if limits.absolute.is_some_and(|a| age > u64::from(a))
         || limits.idle.is_some_and(|i| idle > u64::from(i))
     {
-        return Lifetime::Expired;
+        return Freshness::Expired;
     }
     match limits.idle {
-        Some(i) if idle > u64::from(i / 2) => Lifetime::Renew,
-        _ => Lifetime::Valid,
+        Some(i) if idle > u64::from(i / 2) => Freshness::Renew,
+        _ => Freshness::Valid,
     }
 }
 

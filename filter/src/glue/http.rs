@@ -3,19 +3,18 @@
 //! the pool's health, and adds the cookie, session and debug headers.
 
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel, Status};
+use proxy_wasm::types::{Action, Status};
 
-use super::{SharedHealth, SharedRng};
+use super::{host, SharedHealth, SharedRng};
 use crate::config::Config;
-use crate::decide::fetch::{respond, route, HeaderSource, Responded, Routed};
 use crate::health::Health;
-use crate::metrics::{self, CounterBatch, Table};
+use crate::metrics::CounterBatch;
 use crate::request::Headers;
 use crate::rng::Prng;
+use crate::stream::{respond, route, HeaderSource, ResponsePlan, Routed};
 
 pub(super) struct HttpFilter {
     config: Option<Rc<Config>>,
@@ -47,24 +46,32 @@ impl HttpFilter {
     }
 }
 
-/// The current stream's request headers and the clock, read from Envoy on
-/// demand.
-struct Host<'a>(&'a HttpFilter);
+/// The current stream's headers, its response flags and the clock, read
+/// from Envoy on demand.
+struct Host;
 
-impl HeaderSource for Host<'_> {
+impl HeaderSource for Host {
     fn first(&mut self, name: &str) -> Option<Vec<u8>> {
-        self.0.get_http_request_header_bytes(name)
+        host::request_header(name)
     }
 
     fn all(&mut self) -> Headers {
-        self.0.get_http_request_headers_bytes()
+        host::request_headers()
     }
 
     fn now(&mut self) -> u64 {
-        self.0
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        host::now_seconds()
+    }
+
+    fn status(&mut self) -> Option<Vec<u8>> {
+        host::response_header(":status")
+    }
+
+    /// `response.flags` is a little-endian integer.
+    fn response_flags(&mut self) -> u64 {
+        host::property(&["response", "flags"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes)
     }
 }
 
@@ -89,28 +96,18 @@ impl HttpContext for HttpFilter {
         let (Some(config), Some(routed)) = (self.config.clone(), self.routed.take()) else {
             return Action::Continue;
         };
-        if !config.reads_responses() {
-            // neither counters nor failover look at the response
-            self.add_headers(&config, routed, None);
-            return Action::Continue;
-        }
-        let status = self
-            .get_http_response_header_bytes(":status")
-            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
-            .unwrap_or(0);
-        // Envoy's response flags tell its own failures from the application's
-        // 5xx; read only for a 5xx.
-        let flags = if status >= 500 {
-            self.response_flags()
-        } else {
-            0
-        };
-        let responded = self.with_state(|host, rng, health| {
-            respond(&config, host, rng, health, &routed, status, flags)
-        });
-        match responded {
-            Some(responded) => self.answer(&config, routed, responded),
-            None => self.add_headers(&config, routed, None),
+        // the decision moves into the plan; kept here only for the case the
+        // VM's state cannot be borrowed
+        let mut routed = Some(routed);
+        let plan = self
+            .with_state(|host, rng, health| {
+                let routed = routed.take()?;
+                Some(respond(&config, host, rng, health, routed))
+            })
+            .flatten()
+            .or_else(|| Some(ResponsePlan::unjudged(&config, routed.take()?)));
+        if let Some(plan) = plan {
+            self.apply_response(plan);
         }
         Action::Continue
     }
@@ -137,89 +134,32 @@ impl HttpFilter {
         let rng = self.rng.as_ref()?;
         let mut rng = rng.try_borrow_mut().ok()?;
         let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
-        Some(f(&mut Host(self), &mut rng, health.as_deref_mut()))
+        Some(f(&mut Host, &mut rng, health.as_deref_mut()))
     }
 
     fn apply(&mut self, config: &Config, routed: &Routed) {
-        let decision = routed.decision;
-        let Some(pool) = config.pool(decision.pool) else {
-            return;
-        };
-        // Replace, not add: every copy a client sent is dropped, so a client
-        // cannot choose its pool by sending these headers.
-        self.set_http_request_header(&config.route_header, Some(&pool.name));
-        if let Some(cluster_header) = &config.cluster_header {
-            self.set_http_request_header(cluster_header, Some(&pool.cluster));
+        for (name, value) in routed.request_headers(config) {
+            host::set_request_header(name, value);
         }
         if config.clear_route_cache {
             clear_route_cache();
         }
-        self.counters
-            .count(metrics::slot(decision.pool, decision.reason));
+        self.counters.count(routed.counter());
     }
 
-    fn answer(&mut self, config: &Config, routed: Routed, responded: Responded) {
-        let pool = routed.decision.pool;
-        let table = Table {
-            pools: config.pools.len(),
-        };
-        if config.response_counters {
-            if let Some(slot) = table.response(pool, responded.class) {
-                self.counters.count(slot);
-            }
+    fn apply_response(&mut self, plan: ResponsePlan) {
+        for slot in plan.counts.iter() {
+            self.counters.count(slot);
         }
-        if responded.ejected {
-            self.counters.count(table.ejection(pool));
-            log::warn!(
-                "pool {} ejected after gateway-level failures",
-                config.pool(pool).map_or("?", |p| p.name.as_str())
-            );
+        if let Some(pool) = plan.ejected {
+            log::warn!("pool {pool} ejected after gateway-level failures");
         }
-        if responded.failed_over.is_some() {
-            self.counters.count(table.failover(pool));
+        if let Some(cookie) = &plan.set_cookie {
+            host::add_response_header("set-cookie", cookie);
         }
-        self.add_headers(config, routed, Some(responded));
-    }
-
-    /// The Set-Cookie, session and debug headers of the response: the user's
-    /// new value when a failing response moved them, else the planned one.
-    fn add_headers(&mut self, config: &Config, routed: Routed, responded: Option<Responded>) {
-        let pool = routed.decision.pool;
-        let (set_cookie, session, moved) = match responded {
-            Some(Responded {
-                failed_over: Some(moved),
-                set_cookie,
-                session_value,
-                ..
-            }) => (set_cookie, session_value, Some(moved)),
-            _ => (routed.set_cookie, routed.session_value, None),
-        };
-        if let Some(cookie) = set_cookie {
-            // Appended: the application's own Set-Cookie headers stay as they are.
-            self.add_http_response_header("set-cookie", &cookie);
+        for (name, value) in plan.session.iter().chain(&plan.debug) {
+            host::set_response_header(name, value);
         }
-        if let (Some(name), Some(value)) = (&config.session_header, session) {
-            self.set_http_response_header(name, Some(&value));
-        }
-        if let (Some(name), Some(p)) = (&config.debug_header, config.pool(pool)) {
-            let mut value = format!(
-                "pool={}; reason={}",
-                p.name,
-                routed.decision.reason.as_str()
-            );
-            if let Some(moved) = moved.and_then(|d| config.pool(d.pool)) {
-                value.push_str("; failover=");
-                value.push_str(&moved.name);
-            }
-            self.set_http_response_header(name, Some(&value));
-        }
-    }
-
-    /// Envoy's response flags (`response.flags`: a little-endian integer).
-    fn response_flags(&self) -> u64 {
-        self.get_property(vec!["response", "flags"])
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map_or(0, u64::from_le_bytes)
     }
 }
 
@@ -235,10 +175,7 @@ fn clear_route_cache() {
     match hostcalls::call_foreign_function("clear_route_cache", None) {
         Ok(_) | Err(Status::NotFound) => {}
         Err(status) => {
-            let _ = hostcalls::log(
-                LogLevel::Warn,
-                &format!("clear_route_cache failed: {status:?}"),
-            );
+            log::warn!("clear_route_cache failed: {status:?}");
         }
     }
 }

@@ -2,13 +2,13 @@
 //! context holds the config, the generator and the counters per VM; the HTTP
 //! context answers the core's header reads and applies its decision.
 
+mod host;
 mod http;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType, Status};
 
@@ -62,7 +62,7 @@ impl Context for Root {
 impl Root {
     fn add_to_memory_gauge(&self, change: i64) {
         if let (Some(id), true) = (self.memory_gauge, change != 0) {
-            let _ = hostcalls::increment_metric(id, change);
+            host::increment_metric(id, change);
         }
     }
 
@@ -70,7 +70,7 @@ impl Root {
     fn flush_counters(&mut self) {
         for batch in std::iter::once(&self.counters).chain(&self.retired) {
             for (id, n) in batch.drain() {
-                let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+                host::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
         self.retired.retain(|p| Rc::strong_count(p) > 1);
@@ -79,8 +79,7 @@ impl Root {
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        let clock = self
-            .get_current_time()
+        let clock = host::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let (rng, from_entropy) = rng::seeded_or(clock);
@@ -88,9 +87,10 @@ impl RootContext for Root {
             log::warn!("the host gave no entropy; seeding pool choice from the clock");
         }
         self.rng = Some(Rc::new(RefCell::new(rng)));
-        self.memory_gauge =
-            hostcalls::define_metric(MetricType::Gauge, metrics::VM_MEMORY_BYTES).ok();
-        self.set_tick_period(Duration::from_secs(1));
+        self.memory_gauge = host::define_metric(MetricType::Gauge, metrics::VM_MEMORY_BYTES)
+            .map_err(|status| log::warn!("memory gauge unavailable: {status:?}"))
+            .ok();
+        host::set_tick_period(Duration::from_secs(1));
         true
     }
 
@@ -101,7 +101,7 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let bytes = host::plugin_configuration();
         match Config::from_json(&bytes) {
             Ok(config) => {
                 log::info!(
@@ -121,7 +121,7 @@ impl RootContext for Root {
                 let counters: Result<Vec<u32>, Status> =
                     metrics::all_counters(config.pools.iter().map(|p| p.name.as_str()))
                         .iter()
-                        .map(|name| hostcalls::define_metric(MetricType::Counter, name))
+                        .map(|name| host::define_metric(MetricType::Counter, name))
                         .collect();
                 let old = std::mem::take(&mut self.counters);
                 self.retired.push(old);

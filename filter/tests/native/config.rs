@@ -475,7 +475,7 @@ fn defaults() {
     assert_eq!(c.debug_header, None);
     assert!(!c.cookie.partitioned);
     assert_eq!(c.session_header, None);
-    assert!(!c.lifetime.is_set());
+    assert!(!c.timeouts.is_set());
     // failover is on unless switched off
     assert_eq!(
         c.failover,

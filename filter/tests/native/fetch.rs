@@ -6,12 +6,18 @@ use core::convert::Infallible;
 
 use rand_core::{SeedableRng, TryRng};
 use sticky_split::config::Config;
-use sticky_split::decide::fetch::{route, settled_by_first_cookie_header, ListedHeaders};
-use sticky_split::decide::{decide, resolve, Reason};
+use sticky_split::decide::{resolve_with, Conditions, Reason, Resolved};
 use sticky_split::request::Request;
 use sticky_split::rng::Prng;
+use sticky_split::stream::{route, settled_by_first_cookie_header};
 
-use super::helpers::{config, headers};
+use super::doubles::ListedHeaders;
+use super::helpers::{config, decide, headers};
+
+/// Steps 1 to 3 with every pool in service and no clock.
+fn resolve(c: &Config, req: &Request) -> Resolved {
+    resolve_with(c, req, Conditions::default())
+}
 
 /// A generator that counts its draws.
 struct Counting {

@@ -1,7 +1,8 @@
 //! Helpers shared by the native tests.
 
+use rand_core::Rng;
 use sticky_split::config::Config;
-use sticky_split::decide::{decide, Decision};
+use sticky_split::decide::{finish, resolve_with, Conditions, Decision};
 use sticky_split::request::{Headers, Request};
 use sticky_split::rng::Prng;
 
@@ -39,6 +40,13 @@ pub fn headers(pairs: &[(&str, &[u8])]) -> Headers {
         h.insert(0, (":path".into(), b"/".to_vec()));
     }
     h
+}
+
+/// Decides for one request whose headers are all in `req`, with every pool
+/// in service and no clock.
+pub fn decide<R: Rng + ?Sized>(c: &Config, req: &Request, rng: &mut R) -> Decision {
+    let cond = Conditions::default();
+    finish(c, resolve_with(c, req, cond), cond, rng)
 }
 
 /// Decides for a request with these (name, text value) headers.

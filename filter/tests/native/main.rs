@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )]
 
+mod doubles;
 mod helpers;
 mod stats;
 
@@ -22,6 +23,7 @@ mod fuzz_corpus;
 mod layout;
 mod metrics;
 mod request;
+mod response_plan;
 mod rng;
 mod rollout;
 mod sessions;

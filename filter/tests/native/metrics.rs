@@ -1,8 +1,10 @@
 //! Counter names and slots, batched counts, the memory gauge's shares.
 
-use sticky_split::decide::fetch::Class;
 use sticky_split::decide::Reason;
-use sticky_split::metrics::{all_counters, counter_name, slot, CounterBatch, MemoryShare, Table};
+use sticky_split::health::Class;
+use sticky_split::metrics::{
+    all_counters, counter_name, slot, CounterBatch, CounterLayout, MemoryShare,
+};
 
 #[test]
 fn memory_shares_sum_to_the_vms_sizes() {
@@ -43,7 +45,7 @@ fn pending_counts_drain_once() {
 fn names_and_slots_agree() {
     let pools = ["pool1", "v1.2_b"];
     let names = all_counters(pools);
-    let table = Table { pools: 2 };
+    let table = CounterLayout { pools: 2 };
     assert_eq!(names.len(), table.len());
     assert_eq!(
         names.len(),

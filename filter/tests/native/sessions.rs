@@ -4,12 +4,14 @@
 use rand_core::SeedableRng;
 use sticky_split::config::Config;
 use sticky_split::cookie::{Payload, Verdict};
-use sticky_split::decide::fetch::{respond, route, Class, ListedHeaders, Responded, Routed};
 use sticky_split::decide::Reason;
+use sticky_split::health::Class;
 use sticky_split::health::{Change, Health, State};
 use sticky_split::request::Headers;
 use sticky_split::rng::Prng;
+use sticky_split::stream::{respond, route, ResponsePlan, Routed};
 
+use super::doubles::ListedHeaders;
 use super::helpers::{assert_fits, config, headers};
 
 const NOW: u64 = 1_800_000_000;
@@ -53,17 +55,17 @@ fn health_ejects_after_consecutive_failures_and_probes_once() {
     assert!(matches!(h.state(0), Some(State::Open { .. })));
     // after ejectSeconds: half-open; one request probes, the others keep away
     assert_eq!(h.out_of_service(NOW + 30), Some(vec![false, false, false]));
-    assert!(h.routed(0));
-    assert!(!h.routed(0));
+    assert!(h.claim_probe(0));
+    assert!(!h.claim_probe(0));
     assert_eq!(h.out_of_service(NOW + 31), Some(vec![true, false, false]));
     // an abandoned probe lets another request probe
     h.probe_abandoned(0);
-    assert!(h.routed(0));
+    assert!(h.claim_probe(0));
     // a failed probe ejects again; a good one restores the pool
     assert_eq!(h.record(0, true, NOW + 32), Change::Ejected);
     assert_eq!(h.state(0), Some(State::Open { until: NOW + 62 }));
     h.out_of_service(NOW + 62);
-    assert!(h.routed(0));
+    assert!(h.claim_probe(0));
     h.record(1, false, NOW + 62);
     assert_eq!(h.record(0, false, NOW + 62), Change::Restored);
     assert!(h.all_closed());
@@ -163,23 +165,16 @@ fn ramp_key(c: &Config, i: u64) -> String {
 }
 
 /// The response to `r` with this status and response flags, failover on.
-fn answer(
-    c: &Config,
+fn answer<'a>(
+    c: &'a Config,
     src: &mut ListedHeaders,
     h: &mut Health,
     r: &Routed,
     status: u16,
     flags: u64,
-) -> Responded {
-    respond(
-        c,
-        src,
-        &mut Prng::seed_from_u64(9),
-        Some(h),
-        r,
-        status,
-        flags,
-    )
+) -> ResponsePlan<'a> {
+    src.answer(status, flags);
+    respond(c, src, &mut Prng::seed_from_u64(9), Some(h), r.clone())
 }
 
 fn routed(c: &Config, pairs: &[(&str, &[u8])], h: Option<&mut Health>) -> Routed {
@@ -195,7 +190,7 @@ fn a_gateway_failure_moves_a_pinned_user_on_that_response() {
     assert_eq!(r.decision.reason, Reason::Sticky);
     let mut src = source(pairs, NOW);
     let out = answer(&c, &mut src, &mut h, &r, 503, UF);
-    assert_eq!(out.class, Class::Gateway);
+    assert_eq!(out.class, Some(Class::Gateway));
     let moved = out.failed_over.unwrap();
     assert_eq!(moved.reason, Reason::Failover);
     assert_ne!(moved.pool, 1);
@@ -204,8 +199,11 @@ fn a_gateway_failure_moves_a_pinned_user_on_that_response() {
         c.decode_cookie(value.as_bytes()),
         Verdict::Valid(Payload::Pool(moved.pool))
     );
-    assert!(!out.ejected, "one failure of two");
-    assert!(answer(&c, &mut src, &mut h, &r, 503, UF).ejected);
+    assert!(out.ejected.is_none(), "one failure of two");
+    assert_eq!(
+        answer(&c, &mut src, &mut h, &r, 503, UF).ejected,
+        Some("p2")
+    );
 }
 
 /// (case, request headers, status, Envoy's response flags, class)
@@ -245,7 +243,7 @@ fn what_does_not_move_a_user() {
         let mut h = c.health().unwrap();
         let r = routed(&c, pairs, Some(&mut h));
         let out = answer(&c, &mut source(pairs, NOW), &mut h, &r, *status, *flags);
-        assert_eq!(out.class, *class, "{label}");
+        assert_eq!(out.class, Some(*class), "{label}");
         assert_eq!(out.failed_over, None, "{label}");
         assert_eq!(out.set_cookie, None, "{label}");
     }
@@ -257,16 +255,14 @@ fn what_does_not_move_a_user() {
     let r = routed(&off, &[("cookie", b"sticky-split=p1")], None);
     let out = respond(
         &off,
-        &mut source(&[], NOW),
+        source(&[], NOW).answer(503, UF),
         &mut Prng::seed_from_u64(1),
         None,
-        &r,
-        503,
-        UF,
+        r,
     );
     assert_eq!(
         (out.class, out.failed_over, out.ejected),
-        (Class::Gateway, None, false)
+        (Some(Class::Gateway), None, None)
     );
 }
 
@@ -277,7 +273,7 @@ fn no_clock_and_no_whole_map_read_for_a_returning_user_without_timeouts() {
     let mut src = source(&[("cookie", b"s=p1")], NOW);
     let r = route(&c, &mut src, &mut Prng::seed_from_u64(1), Some(&mut h));
     let out = answer(&c, &mut src, &mut h, &r, 200, 0);
-    assert_eq!(out.class, Class::Success);
+    assert_eq!(out.class, Some(Class::Success));
     assert_eq!(
         (src.clock_reads, src.full_reads, src.single_reads),
         (0, 0, 1)

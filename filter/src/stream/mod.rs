@@ -1,5 +1,7 @@
-//! What to read from the host, and when: the fetch policy behind a small
-//! trait, so that it is tested natively and the glue only answers the calls.
+//! One HTTP stream as the core sees it: what to read from the host and
+//! when, and what to write back. [`route`] decides for the request and says
+//! which headers to set; [`respond`] judges the response and plans its
+//! headers and counts. The glue answers the reads and applies both verbatim.
 //!
 //! Envoy's single-value getter returns the first header of a name; reading
 //! the whole map costs more. A request rarely repeats Cookie (Envoy joins
@@ -11,20 +13,24 @@
 //!   whole map only when that first header cannot settle the decision;
 //! - `:scheme` only when a cookie is issued and `Secure` follows the request;
 //! - the clock only when a server-side timeout is configured or a pool is
-//!   out of service.
+//!   out of service;
+//! - on the response, `:status` when counters or failover need it, and
+//!   Envoy's response flags for a 5xx only.
 //!
 //! Either way there is one decision and at most one random draw per request
 //! (a response that fails over takes one more).
 
+mod respond;
+
 use rand_core::Rng;
 
-use super::{
-    fail_over, finish, moves_on_failure, resolve_with, Conditions, Decision, Reason, Resolved,
-};
 use crate::config::{Config, Secure};
 use crate::cookie::Stamp;
-use crate::health::{Change, Health};
+use crate::decide::{finish, resolve_with, Conditions, Decision, Reason, Resolved};
+use crate::health::Health;
+use crate::metrics;
 use crate::request::{cookies, is_https, Headers, Request};
+pub use respond::{respond, ResponsePlan};
 
 /// What the filter reads from the host (Envoy, inside the VM).
 pub trait HeaderSource {
@@ -34,6 +40,11 @@ pub trait HeaderSource {
     fn all(&mut self) -> Headers;
     /// Seconds since the Unix epoch.
     fn now(&mut self) -> u64;
+    /// The response's `:status` value, as bytes.
+    fn status(&mut self) -> Option<Vec<u8>>;
+    /// Envoy's response flags (the `response.flags` attribute); 0 when the
+    /// host has none.
+    fn response_flags(&mut self) -> u64;
 }
 
 /// What to do with a request.
@@ -47,6 +58,29 @@ pub struct Routed {
     pub session_value: Option<String>,
     /// The request is the probe of a pool coming back from ejection.
     pub probe: bool,
+}
+
+impl Routed {
+    /// The request headers to set, replacing every copy the client sent
+    /// (so a client cannot choose its pool): the pool's name in the routing
+    /// header, and its cluster in the cluster header when one is configured.
+    pub fn request_headers<'a>(
+        &self,
+        config: &'a Config,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let pool = config.pool(self.decision.pool);
+        let route = pool.map(|p| (config.route_header.as_str(), p.name.as_str()));
+        let cluster = pool.and_then(|p| {
+            let header = config.cluster_header.as_deref()?;
+            Some((header, p.cluster.as_str()))
+        });
+        route.into_iter().chain(cluster)
+    }
+
+    /// The request counter of this decision.
+    pub fn counter(&self) -> usize {
+        metrics::slot(self.decision.pool, self.decision.reason)
+    }
 }
 
 /// Decides for the request `source` describes, fetching only what the
@@ -97,7 +131,7 @@ pub fn route<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
         }
     }
     let decision = finish(config, resolved, cond, rng);
-    let probe = health.is_some_and(|h| h.routed(decision.pool));
+    let probe = health.is_some_and(|h| h.claim_probe(decision.pool));
     let (set_cookie, session_value) = issue(config, &decision, now, || match (complete, &all) {
         (true, _) => Request::new(&headers).is_https(),
         (false, Some(all)) => Request::new(all).is_https(),
@@ -115,7 +149,7 @@ pub fn route<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
 /// `decision`'s affinity value, if it writes one: stamped at `now` when a
 /// server-side timeout is configured, `Secure` from `https` (asked only when
 /// a cookie is issued and `secure` is `"auto"`).
-fn issue(
+pub(crate) fn issue(
     config: &Config,
     decision: &Decision,
     now: Option<u64>,
@@ -142,125 +176,6 @@ fn issue(
     )
 }
 
-/// Response classes counted per pool; `Gateway` is a 5xx that Envoy itself
-/// produced because it could not reach the pool, apart from the
-/// application's own 5xx.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Informational,
-    Success,
-    Redirection,
-    ClientError,
-    ServerError,
-    Gateway,
-}
-
-impl Class {
-    pub const COUNTED: [Class; 5] = [
-        Class::Success,
-        Class::Redirection,
-        Class::ClientError,
-        Class::ServerError,
-        Class::Gateway,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Informational => "1xx",
-            Class::Success => "2xx",
-            Class::Redirection => "3xx",
-            Class::ClientError => "4xx",
-            Class::ServerError => "5xx",
-            Class::Gateway => "gateway",
-        }
-    }
-
-    /// Position in [`Class::COUNTED`]; `None` for what is not counted.
-    pub fn index(self) -> Option<usize> {
-        Class::COUNTED.iter().position(|&c| c == self)
-    }
-
-    /// The class of a response with this status and, for a 5xx, Envoy's
-    /// response flags.
-    pub fn of(status: u16, flags: u64) -> Class {
-        match status {
-            100..=199 => Class::Informational,
-            200..=299 => Class::Success,
-            300..=399 => Class::Redirection,
-            400..=499 => Class::ClientError,
-            _ if flags & GATEWAY_FLAGS != 0 => Class::Gateway,
-            _ => Class::ServerError,
-        }
-    }
-}
-
-/// Envoy's response flags (the `response.flags` attribute, legacy bit
-/// positions) that mean Envoy could not get a response from the pool: UH no
-/// healthy upstream, UR upstream reset before the response, UF connection
-/// failure (refused, connect timeout), UC connection terminated, UO overflow
-/// (circuit breaker). An application's own 5xx carries none of them.
-pub const GATEWAY_FLAGS: u64 = 0x2 | 0x10 | 0x20 | 0x40 | 0x80;
-
-/// What a response changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Responded {
-    pub class: Class,
-    /// Replaces the planned `Set-Cookie`: the user was moved off a failing
-    /// pool to this decision's pool.
-    pub failed_over: Option<Decision>,
-    pub set_cookie: Option<String>,
-    pub session_value: Option<String>,
-    /// The chosen pool was ejected by this response.
-    pub ejected: bool,
-}
-
-/// Judges a response to a routed request: its class, the pool's health, and
-/// for a gateway-level failure the user's new pool. `flags`: Envoy's
-/// response flags (read for 5xx only).
-pub fn respond<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
-    config: &Config,
-    source: &mut S,
-    rng: &mut R,
-    health: Option<&mut Health>,
-    routed: &Routed,
-    status: u16,
-    flags: u64,
-) -> Responded {
-    let class = Class::of(status, flags);
-    let mut out = Responded {
-        class,
-        failed_over: None,
-        set_cookie: None,
-        session_value: None,
-        ejected: false,
-    };
-    let Some(health) = health else {
-        return out;
-    };
-    let pool = routed.decision.pool;
-    let failed = class == Class::Gateway;
-    // the clock only for a failure: an ejection needs its start (a success,
-    // a probe's included, needs no time)
-    let now = if failed { source.now() } else { 0 };
-    out.ejected = health.record(pool, failed, now) == Change::Ejected;
-    if !failed || !moves_on_failure(config, &routed.decision) {
-        return out;
-    }
-    let avoid = health.out_of_service(now);
-    let cond = Conditions {
-        now: Some(now),
-        avoid: avoid.as_deref(),
-    };
-    let headers = source.all();
-    let req = Request::new(&headers);
-    let Some(moved) = fail_over(config, &req, pool, cond, rng) else {
-        return out;
-    };
-    (out.set_cookie, out.session_value) = issue(config, &moved, Some(now), || req.is_https());
-    out.failed_over = Some(moved);
-    out
-}
-
 /// Whether a resolution from only the first Cookie header a request carries
 /// (`first`) is the one all its Cookie headers would give: a rule or a valid
 /// affinity cookie decided, and every cookie that rules and `hashOn` read is
@@ -278,44 +193,4 @@ pub fn settled_by_first_cookie_header(config: &Config, first: &[u8], resolved: &
         .cookies
         .iter()
         .all(|name| cookies::values(first, name.as_bytes()).next().is_some())
-}
-
-/// A header list as a [`HeaderSource`] (tests, fuzzing, benchmarks), with a
-/// settable clock, counting the host reads.
-#[derive(Debug, Clone, Default)]
-pub struct ListedHeaders {
-    pub headers: Headers,
-    pub now: u64,
-    pub full_reads: usize,
-    pub single_reads: usize,
-    pub clock_reads: usize,
-}
-
-impl ListedHeaders {
-    pub fn new(headers: Headers) -> Self {
-        ListedHeaders {
-            headers,
-            ..ListedHeaders::default()
-        }
-    }
-}
-
-impl HeaderSource for ListedHeaders {
-    fn first(&mut self, name: &str) -> Option<Vec<u8>> {
-        self.single_reads += 1;
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn all(&mut self) -> Headers {
-        self.full_reads += 1;
-        self.headers.clone()
-    }
-
-    fn now(&mut self) -> u64 {
-        self.clock_reads += 1;
-        self.now
-    }
 }

@@ -3,7 +3,7 @@
 
 use super::raw::{RawRule, RawStringMatch};
 use super::ConfigError;
-use crate::rules::{NamedMatch, Rule, StringMatch};
+use crate::matcher::{NamedMatch, Rule, StringMatch};
 
 /// Compiles `rules[i]`; `pool_index` resolves pool names.
 pub(super) fn compile(

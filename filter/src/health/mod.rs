@@ -6,6 +6,10 @@
 //! State is per VM: each Envoy worker has its own, and learns of a dead pool
 //! from its own traffic.
 
+mod class;
+
+pub use class::{needs_flags, status_code, Class, GATEWAY_FLAGS};
+
 /// What a pool's health is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -82,8 +86,9 @@ impl Health {
         Some(out)
     }
 
-    /// A request was routed to `pool`; `true` when it is that pool's probe.
-    pub fn routed(&mut self, pool: usize) -> bool {
+    /// A request was routed to `pool`: it claims the probe when the pool is
+    /// half-open and no probe is in flight. `true` when it is the probe.
+    pub fn claim_probe(&mut self, pool: usize) -> bool {
         match self.states.get_mut(pool) {
             Some(s @ State::HalfOpen { probing: false }) => {
                 *s = State::HalfOpen { probing: true };

@@ -1,0 +1,108 @@
+//! Every host call the filter makes, each through `proxy_wasm::hostcalls`
+//! with its status handled: a call that fails is logged and the stream goes
+//! on with nothing (no header, no flags, time 0). The SDK's trait helpers
+//! unwrap the status instead, and a panic traps the VM, taking the worker's
+//! later requests with it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+
+use crate::request::Headers;
+
+fn failed(what: &str, status: Status) {
+    log::warn!("host call {what} failed ({status:?}); continuing without it");
+}
+
+fn or_log<T>(what: &str, result: Result<T, Status>) -> Option<T> {
+    result.map_err(|status| failed(what, status)).ok()
+}
+
+/// The first value of request header `name`.
+pub(super) fn request_header(name: &str) -> Option<Vec<u8>> {
+    or_log(
+        "get request header",
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name),
+    )
+    .flatten()
+}
+
+/// Every request header, in order.
+pub(super) fn request_headers() -> Headers {
+    or_log(
+        "get request headers",
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders),
+    )
+    .unwrap_or_default()
+}
+
+/// The first value of response header `name`.
+pub(super) fn response_header(name: &str) -> Option<Vec<u8>> {
+    or_log(
+        "get response header",
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name),
+    )
+    .flatten()
+}
+
+/// Replaces every value of request header `name`.
+pub(super) fn set_request_header(name: &str, value: &str) {
+    or_log(
+        "set request header",
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)),
+    );
+}
+
+/// Replaces every value of response header `name`.
+pub(super) fn set_response_header(name: &str, value: &str) {
+    or_log(
+        "set response header",
+        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)),
+    );
+}
+
+/// Adds a value of response header `name`, keeping the others.
+pub(super) fn add_response_header(name: &str, value: &str) {
+    or_log(
+        "add response header",
+        hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value),
+    );
+}
+
+/// An attribute of the stream (`response.flags`, ...).
+pub(super) fn property(path: &[&str]) -> Option<Vec<u8>> {
+    or_log("get property", hostcalls::get_property(path.to_vec())).flatten()
+}
+
+/// The host's clock.
+pub(super) fn now() -> SystemTime {
+    or_log("get current time", hostcalls::get_current_time()).unwrap_or(UNIX_EPOCH)
+}
+
+/// Seconds since the Unix epoch; 0 when the clock fails.
+pub(super) fn now_seconds() -> u64 {
+    now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The plugin configuration bytes; empty when there are none.
+pub(super) fn plugin_configuration() -> Vec<u8> {
+    or_log(
+        "get plugin configuration",
+        hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX),
+    )
+    .flatten()
+    .unwrap_or_default()
+}
+
+pub(super) fn set_tick_period(period: Duration) {
+    or_log("set tick period", hostcalls::set_tick_period(period));
+}
+
+pub(super) fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
+    hostcalls::define_metric(kind, name)
+}
+
+pub(super) fn increment_metric(id: u32, by: i64) {
+    or_log("increment metric", hostcalls::increment_metric(id, by));
+}
