@@ -17,6 +17,7 @@ mod config;
 mod cookie_value;
 mod cookies;
 mod decide;
+mod docs;
 mod fetch;
 mod fuzz_corpus;
 mod layout;
