@@ -18,6 +18,7 @@ mod config;
 mod cookie_value;
 mod cookies;
 mod decide;
+mod docs;
 mod fetch;
 mod fuzz_corpus;
 mod layout;
