@@ -2,7 +2,7 @@
 //! reason) for requests, per (pool, class) for responses, per pool for
 //! ejections and for users moved off a failing pool. Labels are in the name,
 //! in a form Envoy's stats tag extraction turns into Prometheus labels (see
-//! README, Metrics):
+//! docs/metrics.md):
 //!
 //! ```text
 //! sticky_split_requests_total_reason=<reason>_pool=<pool>

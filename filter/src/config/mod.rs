@@ -22,7 +22,7 @@ use crate::health::Health;
 use crate::matcher::Rule;
 pub use error::ConfigError;
 
-/// Defaults, documented in the README's field table.
+/// Defaults, documented in docs/configuration.md.
 pub const DEFAULT_COOKIE_NAME: &str = "sticky-split";
 pub const DEFAULT_MAX_AGE: u32 = 2_592_000;
 pub const DEFAULT_ROUTE_HEADER: &str = "x-sticky-split-pool";
