@@ -10,7 +10,7 @@ use crate::cookie::{Payload, Verdict};
 use crate::metrics;
 use crate::request::Headers;
 use crate::rng::Prng;
-use crate::stream::{respond, route, HeaderSource};
+use crate::stream::{conclude, respond, route, HeaderSource};
 
 const KEY: &[u8] = b"fuzzing key, 32 bytes long .....";
 
@@ -127,15 +127,28 @@ pub fn request(data: &[u8]) {
         headers,
         // a clock around the present, moved by the input
         now: 1_800_000_000 + seed % 100_000,
-        // a status and flags from the input, a status that is not a number
-        // among them
-        status: match seed % 7 {
-            0 => format!("{}x", seed % 1000),
-            n => format!("{}", 100 + (seed >> 8) % 500 + n),
-        }
-        .into_bytes(),
+        has_body: seed & 2 == 0,
+        // a status, a grpc-status and flags from the input, values that are
+        // not numbers among them
+        response: vec![
+            (
+                ":status".to_string(),
+                match seed % 7 {
+                    0 => format!("{}x", seed % 1000),
+                    n => format!("{}", 100 + (seed >> 8) % 500 + n),
+                }
+                .into_bytes(),
+            ),
+            (
+                "grpc-status".to_string(),
+                format!("{}", (seed >> 16) % 20).into_bytes(),
+            ),
+        ],
         flags: if seed & 1 == 0 { 0x20 } else { seed >> 32 },
     };
+    if seed & 4 == 0 {
+        source.response.pop();
+    }
     let mut health = config.health();
     let routed = route(&config, &mut source, &mut rng, health.as_mut());
     let d = routed.decision;
@@ -150,6 +163,17 @@ pub fn request(data: &[u8]) {
     }
     let planned_cookie = routed.set_cookie.clone();
     let plan = respond(&config, &mut source, &mut rng, health.as_mut(), routed);
+    if plan.pending {
+        let trailer = (seed & 8 == 0).then(|| format!("{}", (seed >> 24) % 20).into_bytes());
+        let done = conclude(
+            &config,
+            &mut source,
+            health.as_mut(),
+            d.pool,
+            trailer.as_deref(),
+        );
+        assert!(done.counts.iter().count() <= 2);
+    }
     match plan.failed_over {
         Some(moved) => {
             assert_ne!(moved.pool, d.pool, "failed over to the failing pool");
@@ -161,13 +185,14 @@ pub fn request(data: &[u8]) {
     }
 }
 
-/// A request's headers and a response's status and flags, as the host
-/// would give them.
+/// A request's headers, a response's headers and flags, as the host would
+/// give them.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderList {
     pub headers: Headers,
     pub now: u64,
-    pub status: Vec<u8>,
+    pub has_body: bool,
+    pub response: Headers,
     pub flags: u64,
 }
 
@@ -187,8 +212,15 @@ impl HeaderSource for HeaderList {
         self.now
     }
 
-    fn status(&mut self) -> Option<Vec<u8>> {
-        Some(self.status.clone())
+    fn has_body(&mut self) -> bool {
+        self.has_body
+    }
+
+    fn response_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.response
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     fn response_flags(&mut self) -> u64 {

@@ -79,11 +79,9 @@ impl CounterLayout {
         self.pools * Reason::ALL.len()
     }
 
-    /// The (pool, class) response counter; `None` for an uncounted class.
-    pub fn response(self, pool: usize, class: Class) -> Option<usize> {
-        class
-            .index()
-            .map(|c| self.responses_start() + pool * Class::COUNTED.len() + c)
+    /// The (pool, class) response counter.
+    pub fn response(self, pool: usize, class: Class) -> usize {
+        self.responses_start() + pool * Class::COUNTED.len() + class.index()
     }
 
     pub fn ejection(self, pool: usize) -> usize {

@@ -21,6 +21,7 @@ pub use crate::cookie::{CookieSpec, SameSite, Secure};
 use crate::health::Health;
 use crate::matcher::Rule;
 pub use error::ConfigError;
+pub use header_names::{RESERVED_ANYWHERE, RESERVED_IN_REQUESTS, RESERVED_IN_RESPONSES};
 
 /// Defaults, documented in docs/configuration.md.
 pub const DEFAULT_COOKIE_NAME: &str = "sticky-split";

@@ -14,6 +14,12 @@ pub(super) fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
             "is empty; sticky-split needs a JSON object with at least \"pools\"",
         ));
     }
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return Err(ConfigError::new(
+            "configuration",
+            "starts with a byte-order mark (EF BB BF), which JSON does not allow; save it as UTF-8 without a BOM",
+        ));
+    }
     // serde's derived structs also accept arrays (fields by position); a
     // config written that way is a mistake, so objects are checked first, on
     // a syntax tree. That tree keeps only the last of repeated keys, so the

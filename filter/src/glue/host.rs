@@ -46,6 +46,15 @@ pub(super) fn response_header(name: &str) -> Option<Vec<u8>> {
     .flatten()
 }
 
+/// The first value of response trailer `name`.
+pub(super) fn response_trailer(name: &str) -> Option<Vec<u8>> {
+    or_log(
+        "get response trailer",
+        hostcalls::get_map_value_bytes(MapType::HttpResponseTrailers, name),
+    )
+    .flatten()
+}
+
 /// Replaces every value of request header `name`.
 pub(super) fn set_request_header(name: &str, value: &str) {
     or_log(

@@ -14,7 +14,7 @@ use crate::health::Health;
 use crate::metrics::CounterBatch;
 use crate::request::Headers;
 use crate::rng::Prng;
-use crate::stream::{respond, route, HeaderSource, ResponsePlan, Routed};
+use crate::stream::{conclude, respond, route, HeaderSource, ResponsePlan, Routed};
 
 pub(super) struct HttpFilter {
     config: Option<Rc<Config>>,
@@ -26,6 +26,10 @@ pub(super) struct HttpFilter {
     /// Whether the response headers were seen (a probe without them was
     /// abandoned).
     answered: bool,
+    /// Whether the request has a body (its headers did not end the stream).
+    request_has_body: bool,
+    /// The pool of a gRPC call whose status is still to come.
+    pending: Option<usize>,
 }
 
 impl HttpFilter {
@@ -42,13 +46,17 @@ impl HttpFilter {
             counters,
             routed: None,
             answered: false,
+            request_has_body: false,
+            pending: None,
         }
     }
 }
 
 /// The current stream's headers, its response flags and the clock, read
 /// from Envoy on demand.
-struct Host;
+struct Host {
+    request_has_body: bool,
+}
 
 impl HeaderSource for Host {
     fn first(&mut self, name: &str) -> Option<Vec<u8>> {
@@ -63,8 +71,12 @@ impl HeaderSource for Host {
         host::now_seconds()
     }
 
-    fn status(&mut self) -> Option<Vec<u8>> {
-        host::response_header(":status")
+    fn has_body(&mut self) -> bool {
+        self.request_has_body
+    }
+
+    fn response_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        host::response_header(name)
     }
 
     /// `response.flags` is a little-endian integer.
@@ -78,7 +90,8 @@ impl HeaderSource for Host {
 impl Context for HttpFilter {}
 
 impl HttpContext for HttpFilter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.request_has_body = !end_of_stream;
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
@@ -96,6 +109,7 @@ impl HttpContext for HttpFilter {
         let (Some(config), Some(routed)) = (self.config.clone(), self.routed.take()) else {
             return Action::Continue;
         };
+        let pool = routed.decision.pool;
         // the decision moves into the plan; kept here only for the case the
         // VM's state cannot be borrowed
         let mut routed = Some(routed);
@@ -107,12 +121,28 @@ impl HttpContext for HttpFilter {
             .flatten()
             .or_else(|| Some(ResponsePlan::unjudged(&config, routed.take()?)));
         if let Some(plan) = plan {
+            if plan.pending {
+                self.pending = Some(pool);
+            }
             self.apply_response(plan);
         }
         Action::Continue
     }
 
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // read only for a gRPC call that is waiting for its status
+        if self.pending.is_some() {
+            let status = host::response_trailer("grpc-status");
+            self.conclude(status.as_deref());
+        }
+        Action::Continue
+    }
+
     fn on_log(&mut self) {
+        // a gRPC call that ended without its status: a reset stream
+        if self.pending.is_some() {
+            self.conclude(None);
+        }
         if let (Some(routed), false) = (&self.routed, self.answered) {
             if routed.probe {
                 if let Some(mut h) = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok()) {
@@ -134,7 +164,25 @@ impl HttpFilter {
         let rng = self.rng.as_ref()?;
         let mut rng = rng.try_borrow_mut().ok()?;
         let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
-        Some(f(&mut Host, &mut rng, health.as_deref_mut()))
+        let mut host = Host {
+            request_has_body: self.request_has_body,
+        };
+        Some(f(&mut host, &mut rng, health.as_deref_mut()))
+    }
+
+    /// Counts a pending gRPC call's outcome, from the trailers' `grpc-status`
+    /// or, without one, as a failure.
+    fn conclude(&mut self, grpc_status: Option<&[u8]>) {
+        let (Some(config), Some(pool)) = (self.config.clone(), self.pending.take()) else {
+            return;
+        };
+        let done =
+            self.with_state(|host, _, health| conclude(&config, host, health, pool, grpc_status));
+        let Some(done) = done else { return };
+        for slot in done.counts.iter() {
+            self.counters.count(slot);
+        }
+        log_ejection(done.ejected);
     }
 
     fn apply(&mut self, config: &Config, routed: &Routed) {
@@ -151,15 +199,19 @@ impl HttpFilter {
         for slot in plan.counts.iter() {
             self.counters.count(slot);
         }
-        if let Some(pool) = plan.ejected {
-            log::warn!("pool {pool} ejected after gateway-level failures");
-        }
+        log_ejection(plan.ejected);
         if let Some(cookie) = &plan.set_cookie {
             host::add_response_header("set-cookie", cookie);
         }
         for (name, value) in plan.session.iter().chain(&plan.debug) {
             host::set_response_header(name, value);
         }
+    }
+}
+
+fn log_ejection(pool: Option<&str>) {
+    if let Some(pool) = pool {
+        log::warn!("pool {pool} ejected after gateway-level failures");
     }
 }
 

@@ -8,7 +8,7 @@
 
 mod class;
 
-pub use class::{needs_flags, status_code, Class, GATEWAY_FLAGS};
+pub use class::{header_number, is_grpc, needs_flags, status_code, Class, Failure, GATEWAY_FLAGS};
 
 /// What a pool's health is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

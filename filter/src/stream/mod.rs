@@ -27,10 +27,10 @@ use rand_core::Rng;
 use crate::config::{Config, Secure};
 use crate::cookie::Stamp;
 use crate::decide::{finish, resolve_with, Conditions, Decision, Reason, Resolved};
-use crate::health::Health;
+use crate::health::{is_grpc, Health};
 use crate::metrics;
 use crate::request::{cookies, is_https, Headers, Request};
-pub use respond::{respond, ResponsePlan};
+pub use respond::{conclude, respond, Concluded, Counts, ResponsePlan};
 
 /// What the filter reads from the host (Envoy, inside the VM).
 pub trait HeaderSource {
@@ -40,11 +40,49 @@ pub trait HeaderSource {
     fn all(&mut self) -> Headers;
     /// Seconds since the Unix epoch.
     fn now(&mut self) -> u64;
-    /// The response's `:status` value, as bytes.
-    fn status(&mut self) -> Option<Vec<u8>>;
+    /// Whether the request has a body (its headers did not end the stream).
+    fn has_body(&mut self) -> bool;
+    /// The first value of response header `name` (`:status`, `grpc-status`).
+    fn response_header(&mut self, name: &str) -> Option<Vec<u8>>;
     /// Envoy's response flags (the `response.flags` attribute); 0 when the
     /// host has none.
     fn response_flags(&mut self) -> u64;
+}
+
+/// What a request speaks, for judging its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Http,
+    /// gRPC: the outcome is the `grpc-status`, in the trailers or in a
+    /// trailers-only response.
+    Grpc,
+    /// gRPC-Web: the trailers travel in the body, which the filter does not
+    /// read; only a trailers-only response has a `grpc-status` it sees.
+    GrpcWeb,
+}
+
+impl Protocol {
+    /// The protocol a request's `content-type` names.
+    pub fn of(content_type: Option<&[u8]>) -> Protocol {
+        match content_type {
+            Some(ct) if is_grpc(ct) => {
+                let web = ct
+                    .get(16..20)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"-web"));
+                if web {
+                    Protocol::GrpcWeb
+                } else {
+                    Protocol::Grpc
+                }
+            }
+            _ => Protocol::Http,
+        }
+    }
+
+    pub fn is_grpc(self) -> bool {
+        self != Protocol::Http
+    }
 }
 
 /// What to do with a request.
@@ -58,6 +96,8 @@ pub struct Routed {
     pub session_value: Option<String>,
     /// The request is the probe of a pool coming back from ejection.
     pub probe: bool,
+    /// What the request speaks; read only when responses are judged.
+    pub protocol: Protocol,
 }
 
 impl Routed {
@@ -132,6 +172,19 @@ pub fn route<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     }
     let decision = finish(config, resolved, cond, rng);
     let probe = health.is_some_and(|h| h.claim_probe(decision.pool));
+    // gRPC changes how the response is judged. A gRPC call always has a
+    // body, so a request without one (a plain GET) costs no read.
+    let protocol = if !config.reads_responses() {
+        Protocol::Http
+    } else if complete {
+        Protocol::of(Request::new(&headers).header("content-type").as_deref())
+    } else if let Some(all) = &all {
+        Protocol::of(Request::new(all).header("content-type").as_deref())
+    } else if source.has_body() {
+        Protocol::of(source.first("content-type").as_deref())
+    } else {
+        Protocol::Http
+    };
     let (set_cookie, session_value) = issue(config, &decision, now, || match (complete, &all) {
         (true, _) => Request::new(&headers).is_https(),
         (false, Some(all)) => Request::new(all).is_https(),
@@ -142,6 +195,7 @@ pub fn route<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
         set_cookie,
         session_value,
         probe,
+        protocol,
     }
 }
 

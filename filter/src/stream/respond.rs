@@ -1,14 +1,17 @@
 //! The response of a routed request: its class, what it does to the pool's
 //! health, whether the user moves off a failing pool, and the plan the glue
 //! applies as it is: which `Set-Cookie` wins, the session and debug headers,
-//! and the counters to bump.
+//! and the counters to bump. A gRPC call's outcome may come later, in the
+//! trailers or with the end of the stream: [`conclude`] counts it then.
 
 use rand_core::Rng;
 
-use super::{issue, HeaderSource, Routed};
+use super::{issue, HeaderSource, Protocol, Routed};
 use crate::config::Config;
 use crate::decide::{fail_over, moves_on_failure, Conditions, Decision};
-use crate::health::{needs_flags, status_code, Change, Class, Health};
+use crate::health::{
+    header_number, needs_flags, status_code, Change, Class, Failure, Health, State, GATEWAY_FLAGS,
+};
 use crate::metrics::CounterLayout;
 use crate::request::Request;
 
@@ -16,8 +19,12 @@ use crate::request::Request;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponsePlan<'a> {
     /// The response's class; `None` when neither the counters nor failover
-    /// read responses.
+    /// read responses, or when a gRPC call's status is still to come
+    /// (`pending`).
     pub class: Option<Class>,
+    /// A gRPC call whose `grpc-status` comes in the trailers: pass it to
+    /// [`conclude`] then, or with `None` if the stream ends without them.
+    pub pending: bool,
     /// The user's new decision when this response moved them off a failing
     /// pool.
     pub failed_over: Option<Decision>,
@@ -45,9 +52,9 @@ impl Counts {
 
 /// Judges the response to `routed` and plans what to write. Reads the
 /// `:status` only when counters or failover need it, the response flags for
-/// a 5xx only, and the request headers again only to move a user. An
-/// unreadable `:status` is counted as a 5xx. `health`: the VM's pool health,
-/// when failover is on.
+/// a 5xx or a gRPC call, a gRPC call's `grpc-status` header, and the request
+/// headers again only to move a user. An unreadable `:status` is counted as
+/// a 5xx. `health`: the VM's pool health, when failover is on.
 pub fn respond<'a, S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     config: &'a Config,
     source: &mut S,
@@ -58,20 +65,37 @@ pub fn respond<'a, S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     if !config.reads_responses() {
         return plan(config, routed, Judged::default());
     }
-    let status = status_code(source.status().as_deref());
-    let flags = if needs_flags(status) {
+    let status = status_code(source.response_header(":status").as_deref());
+    let grpc = routed.protocol.is_grpc();
+    let flags = if needs_flags(status, grpc) {
         source.response_flags()
     } else {
         0
     };
-    let judged = judge(
-        config,
-        source,
-        rng,
-        health,
-        &routed,
-        Class::of(status, flags),
-    );
+    let class = match routed.protocol {
+        Protocol::Http => Some(Class::of(status, flags)),
+        Protocol::Grpc | Protocol::GrpcWeb => {
+            let code = header_number(source.response_header("grpc-status").as_deref());
+            match code {
+                // a trailers-only response, Envoy's own failure replies among them
+                Some(code) => Some(Class::of_grpc(Some(code), flags)),
+                _ if flags & GATEWAY_FLAGS != 0 => Some(Class::Gateway),
+                // not a gRPC answer at all: the client maps the HTTP status
+                _ if status != 200 => Some(Class::of(status, flags)),
+                // gRPC-Web carries its status in the body: the HTTP status
+                // is all the filter sees
+                _ if routed.protocol == Protocol::GrpcWeb => Some(Class::of(status, flags)),
+                _ => None,
+            }
+        }
+    };
+    let judged = match class {
+        Some(class) => judge(config, source, rng, health, &routed, class, flags),
+        None => Judged {
+            pending: true,
+            ..Judged::default()
+        },
+    };
     plan(config, routed, judged)
 }
 
@@ -89,13 +113,14 @@ impl<'a> ResponsePlan<'a> {
 #[derive(Debug, Default)]
 struct Judged {
     class: Option<Class>,
+    pending: bool,
     ejected: bool,
     /// The new decision, its Set-Cookie and session value.
     moved: Option<(Decision, Option<String>, Option<String>)>,
 }
 
-/// The class of the response, the pool's health, and for a gateway-level
-/// failure the user's new pool.
+/// The pool's health after a response of this class, and for a failure
+/// that moves users the user's new pool.
 fn judge<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     config: &Config,
     source: &mut S,
@@ -103,6 +128,7 @@ fn judge<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     health: Option<&mut Health>,
     routed: &Routed,
     class: Class,
+    flags: u64,
 ) -> Judged {
     let mut out = Judged {
         class: Some(class),
@@ -112,12 +138,17 @@ fn judge<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
         return out;
     };
     let pool = routed.decision.pool;
-    let failed = class == Class::Gateway;
-    // the clock only for a failure: an ejection needs its start (a success,
-    // a probe's included, needs no time)
-    let now = if failed { source.now() } else { 0 };
-    out.ejected = health.record(pool, failed, now) == Change::Ejected;
-    if !failed || !moves_on_failure(config, &routed.decision) {
+    let Some((now, failure)) = record(source, health, pool, class, flags, &mut out.ejected) else {
+        return out;
+    };
+    // a reset moves nobody until the pool is ejected: one cut connection is
+    // routine
+    let moves = match failure {
+        Failure::Unreachable => true,
+        Failure::Reset => matches!(health.state(pool), Some(State::Open { .. })),
+        Failure::Overflow => false,
+    };
+    if !moves || !moves_on_failure(config, &routed.decision) {
         return out;
     }
     let avoid = health.out_of_service(now);
@@ -134,6 +165,88 @@ fn judge<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     out
 }
 
+/// Feeds the pool's health with a response of this class: a gateway-level
+/// failure other than an overflow counts toward ejection, anything else but
+/// an overflow is a success. Returns the time and the failure, if it was one;
+/// sets `ejected` when this response ejected the pool.
+fn record<S: HeaderSource + ?Sized>(
+    source: &mut S,
+    health: &mut Health,
+    pool: usize,
+    class: Class,
+    flags: u64,
+    ejected: &mut bool,
+) -> Option<(u64, Failure)> {
+    let failure = (class == Class::Gateway)
+        .then(|| Failure::of(flags))
+        .flatten();
+    match failure {
+        // an overflow says the pool is busy, nothing about whether it is up
+        Some(Failure::Overflow) => None,
+        Some(failure) => {
+            // the clock only for a failure: an ejection needs its start
+            let now = source.now();
+            *ejected = health.record(pool, true, now) == Change::Ejected;
+            Some((now, failure))
+        }
+        None => {
+            // a success, a probe's included, needs no time
+            *ejected = health.record(pool, false, 0) == Change::Ejected;
+            None
+        }
+    }
+}
+
+/// The outcome of a gRPC call whose status came after its response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concluded<'a> {
+    pub class: Class,
+    /// The name of the pool when this outcome ejected it.
+    pub ejected: Option<&'a str>,
+    pub counts: Counts,
+}
+
+/// Concludes a pending gRPC call to `pool`: `grpc_status` is the trailers'
+/// `grpc-status`, `None` when the stream ended without one (a reset stream,
+/// counted as a failure: as a gateway-level one when Envoy's flags say it
+/// cut the stream). The user cannot move now: their headers are gone.
+pub fn conclude<'a, S: HeaderSource + ?Sized>(
+    config: &'a Config,
+    source: &mut S,
+    health: Option<&mut Health>,
+    pool: usize,
+    grpc_status: Option<&[u8]>,
+) -> Concluded<'a> {
+    let code = header_number(grpc_status);
+    let flags = if code.is_none() {
+        source.response_flags()
+    } else {
+        0
+    };
+    let class = Class::of_grpc(code, flags);
+    let mut ejected = false;
+    if let Some(health) = health {
+        record(source, health, pool, class, flags, &mut ejected);
+    }
+    let layout = CounterLayout {
+        pools: config.pools.len(),
+    };
+    let mut counts = Counts::default();
+    if config.response_counters {
+        counts.0[0] = Some(layout.response(pool, class));
+    }
+    if ejected {
+        counts.0[1] = Some(layout.ejection(pool));
+    }
+    Concluded {
+        class,
+        ejected: ejected
+            .then(|| config.pool(pool).map(|p| p.name.as_str()))
+            .flatten(),
+        counts,
+    }
+}
+
 /// The headers and counts: a moved user's new value replaces the planned
 /// one; the debug header names the pool, the reason and where the user
 /// moved.
@@ -145,7 +258,7 @@ fn plan(config: &Config, routed: Routed, judged: Judged) -> ResponsePlan<'_> {
     };
     let mut counts = Counts::default();
     if config.response_counters {
-        counts.0[0] = judged.class.and_then(|c| layout.response(pool, c));
+        counts.0[0] = judged.class.map(|c| layout.response(pool, c));
     }
     if judged.ejected {
         counts.0[1] = Some(layout.ejection(pool));
@@ -171,6 +284,7 @@ fn plan(config: &Config, routed: Routed, judged: Judged) -> ResponsePlan<'_> {
     });
     ResponsePlan {
         class: judged.class,
+        pending: judged.pending,
         failed_over,
         ejected: judged.ejected.then(|| name_of(pool)).flatten(),
         set_cookie,

@@ -63,6 +63,7 @@ fn refusals_name_the_field() {
     let cases: Vec<(&str, String, &str, &str)> = vec![
         ("empty", String::new(), "configuration", "empty"),
         ("whitespace only", " \n\t".into(), "configuration", "empty"),
+        ("a byte-order mark", format!("\u{feff}{}", with("")), "configuration", "byte-order mark"),
         ("not json", "{".into(), "configuration", "EOF"),
         ("not an object", "[1, 2]".into(), "configuration", "must be a JSON object"),
         ("a string", "\"pools\"".into(), "configuration", "must be a JSON object"),
@@ -568,4 +569,57 @@ fn list_lengths_are_bounded() {
         with(&format!(r#""rules": [{}]"#, rules[..1024].join(","))).as_bytes()
     )
     .is_ok());
+}
+
+/// Every reserved header name, as each field that may not take it: refused,
+/// naming the field; a name reserved on one side only is accepted for the
+/// fields of the other.
+#[test]
+fn reserved_header_names_are_refused_for_the_fields_they_would_break() {
+    use sticky_split::config::{RESERVED_ANYWHERE, RESERVED_IN_REQUESTS, RESERVED_IN_RESPONSES};
+    // (field, written in requests, written in responses)
+    let fields = [
+        ("routeHeader", true, false),
+        ("clusterHeader", true, false),
+        ("debugHeader", false, true),
+        ("sessionHeader", true, true),
+    ];
+    let example = |pattern: &str| pattern.replace('*', "example");
+    let mut rows = 0;
+    for (table, in_requests, in_responses) in [
+        (RESERVED_ANYWHERE, true, true),
+        (RESERVED_IN_REQUESTS, true, false),
+        (RESERVED_IN_RESPONSES, false, true),
+    ] {
+        for &(pattern, meaning) in table {
+            let name = example(pattern);
+            let reserved_anywhere = RESERVED_ANYWHERE.iter().any(|&(p, _)| p == pattern);
+            for (field, requests, responses) in fields {
+                let refused = (requests && in_requests) || (responses && in_responses);
+                // the same name may sit in the other side's table too
+                let other = |t: &[(&str, &str)]| {
+                    t.iter().any(|&(p, _)| match p.strip_suffix('*') {
+                        Some(prefix) => name.starts_with(prefix),
+                        None => name == p,
+                    })
+                };
+                let refused = refused
+                    || reserved_anywhere
+                    || (requests && other(RESERVED_IN_REQUESTS))
+                    || (responses && other(RESERVED_IN_RESPONSES));
+                let json = with(&format!(r#""{field}": "{}""#, name.to_uppercase()));
+                match load(&json) {
+                    Err(e) if refused => {
+                        assert_eq!(e.field, field, "{name}");
+                        assert!(e.reason.contains("is reserved"), "{e}");
+                        assert!(e.reason.contains(meaning) || !reserved_anywhere, "{e}");
+                        rows += 1;
+                    }
+                    Ok(_) if !refused => {}
+                    other => panic!("{field} = {name}: refused {refused} expected, got {other:?}"),
+                }
+            }
+        }
+    }
+    assert!(rows > 150, "{rows} refusals");
 }

@@ -408,3 +408,39 @@ fn other_refusal_quotes_repeat_a_checked_one() {
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
+
+/// The reserved header names of the configuration reference are the code's.
+#[test]
+fn reserved_header_names_are_all_documented() {
+    use sticky_split::config::{RESERVED_ANYWHERE, RESERVED_IN_REQUESTS, RESERVED_IN_RESPONSES};
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let section = page
+        .split("## Header names")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Header names section");
+    // each table's rows, in order
+    let tables: Vec<Vec<&str>> = section
+        .split("\n\n")
+        .filter(|block| block.starts_with("| name |"))
+        .map(|block| {
+            block
+                .lines()
+                .skip(2)
+                .filter_map(|row| row.split('`').nth(1))
+                .collect()
+        })
+        .collect();
+    let code: Vec<Vec<&str>> = [
+        RESERVED_ANYWHERE,
+        RESERVED_IN_REQUESTS,
+        RESERVED_IN_RESPONSES,
+    ]
+    .iter()
+    .map(|t| t.iter().map(|&(name, _)| name).collect())
+    .collect();
+    assert_eq!(tables, code);
+}

@@ -1,5 +1,5 @@
 //! The host as the core sees it, for tests: a request's headers and a
-//! response's status and flags, with a settable clock, counting every read.
+//! response's headers and flags, with a settable clock, counting every read.
 
 use sticky_split::request::Headers;
 use sticky_split::stream::HeaderSource;
@@ -8,13 +8,20 @@ use sticky_split::stream::HeaderSource;
 pub struct ListedHeaders {
     pub headers: Headers,
     pub now: u64,
+    /// Whether the request has a body.
+    pub has_body: bool,
     /// The response's `:status` value; `None` when the host has none.
     pub status: Option<Vec<u8>>,
+    /// The response's other headers (`grpc-status`).
+    pub response: Headers,
     pub flags: u64,
     pub full_reads: usize,
     pub single_reads: usize,
     pub clock_reads: usize,
     pub status_reads: usize,
+    /// Reads of response headers other than `:status`.
+    pub response_reads: usize,
+    pub body_checks: usize,
     pub flag_reads: usize,
 }
 
@@ -53,9 +60,21 @@ impl HeaderSource for ListedHeaders {
         self.now
     }
 
-    fn status(&mut self) -> Option<Vec<u8>> {
-        self.status_reads += 1;
-        self.status.clone()
+    fn has_body(&mut self) -> bool {
+        self.body_checks += 1;
+        self.has_body
+    }
+
+    fn response_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        if name == ":status" {
+            self.status_reads += 1;
+            return self.status.clone();
+        }
+        self.response_reads += 1;
+        self.response
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     fn response_flags(&mut self) -> u64 {

@@ -23,6 +23,7 @@ mod fetch;
 mod fuzz_corpus;
 mod layout;
 mod metrics;
+mod outcomes;
 mod request;
 mod response_plan;
 mod rng;

@@ -73,9 +73,7 @@ fn a_new_user_gets_the_planned_cookie_session_value_and_debug_text() {
     let counts: Vec<usize> = out.counts.iter().collect();
     assert_eq!(
         counts,
-        vec![layout(&c)
-            .response(r.decision.pool, Class::Success)
-            .unwrap()]
+        vec![layout(&c).response(r.decision.pool, Class::Success)]
     );
     // the request side: routing header replaced, its counter
     assert_eq!(
@@ -119,7 +117,7 @@ fn after_a_failover_the_new_value_wins_everywhere() {
     assert_eq!(
         counts,
         vec![
-            l.response(from, Class::Gateway).unwrap(),
+            l.response(from, Class::Gateway),
             l.ejection(from),
             l.failover(from)
         ]
