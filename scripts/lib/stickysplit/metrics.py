@@ -21,7 +21,10 @@ def series(text, name, *labels):
                 continue
             value = int(sample.value) if float(sample.value).is_integer() else sample.value
             key = tuple(sample.labels.get(label) for label in labels)
-            out[key[0] if len(labels) == 1 else key] = value
+            key = key[0] if len(labels) == 1 else key
+            if key in out:
+                raise ValueError(f"{name}: more than one sample for {labels or 'no labels'} {key}")
+            out[key] = value
     if not labels:
         return out.get((), None)
     return out
@@ -43,7 +46,7 @@ def until(read, want, timeout=10.0, interval=0.1, what="value"):
             return value
         if time.monotonic() >= deadline:
             expected = "" if callable(want) else f", expected {want!r}"
-            raise NeverHeld(f"{what} after {timeout:g} s: {value!r}{expected}")
+            raise NeverHeld(f"{what} still {value!r} after {timeout:g} s{expected}")
         time.sleep(interval)
 
 
