@@ -1,15 +1,20 @@
-"""What the integration tests share: starting a gateway, reading what Envoy
-says about its Wasm VMs, and checking its log."""
+"""What the integration tests share: the filter's request counters once they
+have landed, what Envoy says about its Wasm VMs, and checking its log."""
 
-from stickysplit import envoy
-from stickysplit.envoy import FLUSH_SECONDS  # noqa: F401 - for the tests
+from stickysplit.metrics import total_at_least, until
 
 RUNTIME_FAILURE_MARKS = ("panicked", "Function: proxy_on", "wasm trap", "RuntimeError")
 LOAD_FAILURE_MARKS = ("Failed to load Wasm", "VM failed")
 
 
-def start_gateway(workdir, base, plugin=None):
-    return envoy.Envoy(base=base, plugin=plugin, workdir=workdir).start()
+def requests_counted(gw, total=None):
+    """{(reason, pool): n} of sticky_split_requests_total as scraped; with
+    `total`, polled until the counts add up to at least that many requests
+    (the filter hands them to Envoy once a second)."""
+    def read():
+        return gw.metric("sticky_split_requests_total", "reason", "pool")
+
+    return read() if total is None else until(read, total_at_least(total), what="sticky_split_requests_total")
 
 
 def assert_vm_healthy(gw, load_failures_expected=False):

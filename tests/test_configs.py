@@ -9,13 +9,27 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stickysplit import envoy
+from stickysplit import envoy, testbed
 
 ENVOY_TEST = sorted(Path(envoy.REPO, "envoy-test").glob("envoy*.yaml"))
 
 
 def test_there_are_configs_to_check():
     assert envoy.DEMO_CONFIG in ENVOY_TEST
+
+
+def test_the_testbed_constants_are_those_of_the_configs():
+    demo = envoy.load()
+    plugin = envoy.plugin_config(demo)
+    assert (plugin["cookie"]["name"], plugin["routeHeader"], plugin["clusterHeader"]) == (
+        testbed.COOKIE, testbed.ROUTE_HEADER, testbed.CLUSTER_HEADER)
+    bound = {l["name"]: l["address"]["socket_address"]["port_value"] for l in demo["static_resources"]["listeners"]}
+    bound["admin"] = demo["admin"]["address"]["socket_address"]["port_value"]
+    assert bound == testbed.PORTS
+    compose = envoy.load(envoy.REPO / "envoy-test/envoy-compose.yaml")
+    assert envoy.plugin_config(compose)["cookie"]["name"] == testbed.COOKIE
+    assert testbed.listener(compose)["address"]["socket_address"]["port_value"] == testbed.PORTS["gateway"]
+    assert compose["admin"]["address"]["socket_address"]["port_value"] == testbed.PORTS["admin"]
 
 
 @pytest.mark.parametrize("path", ENVOY_TEST, ids=lambda p: p.name)
@@ -53,15 +67,16 @@ def test_compose_file_runs_the_same_envoy_and_module(workdir):
     assert "../target/wasm32-wasip1/release/sticky_split.wasm:/etc/envoy/sticky_split.wasm:ro" in gateway["volumes"]
     assert "./envoy-compose.yaml:/etc/envoy/envoy.yaml:ro" in gateway["volumes"]
     # published on loopback only
-    assert gateway["ports"] == ["127.0.0.1:${GATEWAY_PORT:-10000}:10000", "127.0.0.1:${ADMIN_PORT:-9901}:9901"]
+    gateway_port, admin_port = testbed.PORTS["gateway"], testbed.PORTS["admin"]
+    assert gateway["ports"] == [f"127.0.0.1:${{GATEWAY_PORT:-{gateway_port}}}:{gateway_port}",
+                                f"127.0.0.1:${{ADMIN_PORT:-{admin_port}}}:{admin_port}"]
     assert all("ports" not in services[p] for p in ("pool1", "pool2"))
     # each backend's inline config is a valid Envoy config whose body names its pool
     for pool in ("pool1", "pool2"):
         command = services[pool]["command"]
         config = yaml.safe_load(command[command.index("--config-yaml") + 1])
-        listener = config["static_resources"]["listeners"][0]
-        assert listener["address"]["socket_address"]["port_value"] == 5678
-        route = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]
+        assert testbed.listener(config, pool)["address"]["socket_address"]["port_value"] == 5678
+        route = testbed.routes(config, pool)[0]
         assert route["direct_response"]["body"]["inline_string"] == f"{pool}\n"
         code, out = envoy.validate(config, workdir)
         assert code == 0, out[-2000:]
@@ -103,10 +118,14 @@ def test_empty_or_malformed_plugin_config_is_refused(workdir, base_config, raw):
 
 def test_the_good_config_passes_the_same_check(workdir, base_config):
     """The harness above can tell a good config from a bad one."""
-    code, out = envoy.validate(envoy.render(base_config, plugin=envoy.plugin_config(base_config)), workdir)
+    plugin = dict(envoy.plugin_config(base_config), pools=[{"name": "pool1", "weight": 50},
+                                                           {"name": "pool2", "weight": 50, "cluster": "pool2-cluster"}])
+    config = envoy.render(base_config, plugin=plugin)
+    # what is validated is the plugin config given (weights unlike the base's)
+    assert json.loads(envoy.wasm_filters(config)[0]["configuration"]["value"]) == plugin
+    code, out = envoy.validate(config, workdir)
     assert code == 0, out[-3000:]
     assert "configuration refused" not in out
-    assert json.dumps(envoy.plugin_config(base_config))
 
 
 def test_module_exports_the_abi_envoy_reroutes_for():

@@ -7,22 +7,20 @@ import subprocess
 
 import pytest
 
-from helpers import assert_vm_healthy, start_gateway
-from stickysplit import envoy
+from helpers import assert_vm_healthy
+from stickysplit import envoy, testbed
 from stickysplit.http import Client, set_cookie_pair
-from stickysplit.stats import split_verdict
+from stickysplit.stats import ALPHA, split_verdict
+from stickysplit.testbed import COOKIE
 
-COOKIE = "nginx-app-subset"
-ALPHA = 1e-6
 ATTRS = "; Max-Age=2592000; Path=/; HttpOnly; SameSite=Lax"
 
 
 @pytest.fixture(scope="module")
 def gw(workdir, base_config):
-    g = start_gateway(workdir, base_config)
-    yield g
-    assert_vm_healthy(g)
-    g.stop()
+    with envoy.Envoy(base=base_config, workdir=workdir) as g:
+        yield g
+        assert_vm_healthy(g)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +28,9 @@ def drained(workdir, base_config):
     plugin = envoy.plugin_config(base_config)
     plugin["pools"][0]["weight"] = 0
     plugin["pools"][1]["weight"] = 100
-    g = start_gateway(workdir, base_config, plugin)
-    yield g
-    assert_vm_healthy(g)
-    g.stop()
+    with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g:
+        yield g
+        assert_vm_healthy(g)
 
 
 def issued_pool(resp):
@@ -183,7 +180,7 @@ def test_cookie_bytes_that_are_not_utf8_still_route(gw, raw):
 def test_secure_attribute_follows_the_config(workdir, base_config):
     plugin = envoy.plugin_config(base_config)
     plugin["cookie"].update({"secure": True, "sameSite": "None", "maxAge": 0, "domain": "example.com", "httpOnly": False})
-    with start_gateway(workdir, base_config, plugin) as g:
+    with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g:
         r = Client(g.gateway).get("/")
         [cookie] = r.cookies_set(COOKIE)
         assert cookie == f"{COOKIE}={r.served_by}; Path=/; Domain=example.com; Secure; SameSite=None"
@@ -205,8 +202,7 @@ def test_secure_auto_marks_the_cookie_secure_over_https_only(workdir, base_confi
     key, crt = make_cert(workdir)
 
     def tls_gateway(config):
-        gateway = next(l for l in config["static_resources"]["listeners"] if l["name"] == "gateway")
-        gateway["filter_chains"][0]["transport_socket"] = {
+        testbed.listener(config)["filter_chains"][0]["transport_socket"] = {
             "name": "envoy.transport_sockets.tls",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",

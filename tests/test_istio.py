@@ -11,15 +11,15 @@ import time
 
 import pytest
 
-from helpers import FLUSH_SECONDS, assert_vm_healthy
-from stickysplit import envoy, istio
+from helpers import assert_vm_healthy
+from stickysplit import envoy, istio, testbed
 from stickysplit.http import Client
 from stickysplit.live import Load, add_pool_backend
-from stickysplit.stats import split_verdict
+from stickysplit.metrics import total_at_least, until
+from stickysplit.stats import ALPHA, split_verdict
+from stickysplit.testbed import COOKIE, DEBUG_HEADER
 from stickysplit.tools import manifests
 
-COOKIE = "nginx-app-subset"
-ALPHA = 1e-6
 SETS = manifests.manifest_sets()
 
 
@@ -106,15 +106,11 @@ def test_plugin_config_pushes_under_load(workdir, agent):
     reload, a refused config and a module that is not Wasm keep the last good
     config serving; no request fails, each phase's new users follow its weights."""
     doc = shipped("kubernetes", agent)
-    doc = with_plugin(doc, debugHeader="x-sticky-split-debug", pools=pools(pool1=80, pool2=20))
-    port3 = envoy.free_ports(1)[0]
+    doc = with_plugin(doc, debugHeader=DEBUG_HEADER, pools=pools(pool1=80, pool2=20))
 
     def edit(config):
-        add_pool_backend(config, "pool3", port3)
-        gateway = next(l for l in config["static_resources"]["listeners"] if l["name"] == "gateway")
-        routes = gateway["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-        routes.insert(-1, {"match": {"prefix": "/", "headers": [{"name": "x-sticky-split-pool", "string_match": {"exact": "pool3"}}]},
-                           "route": {"cluster": "pool3"}})
+        add_pool_backend(config, "pool3")
+        testbed.add_pool_route(config, "pool3", "pool3")
 
     phases = []
     with istio.IstioGateway(workdir, doc, agent=agent, edit=edit) as gw:
@@ -149,10 +145,11 @@ def test_plugin_config_pushes_under_load(workdir, agent):
             not_wasm["spec"]["url"] = f"file://{envoy.REPO / 'README.md'}"
             not_wasm["spec"].pop("sha256")
             push("module not Wasm", {"pool1": 50, "pool2": 50}, after, expect="refused", change=not_wasm)
-        time.sleep(FLUSH_SECONDS)
-        counted = {name: n for name, n in gw.envoy.stats("wasmcustom.sticky_split_requests_total").items() if n}
-        log = gw.envoy.log_text()
         results = list(load.results)
+        answered = sum(1 for r in results if r[2] is not None)
+        counted = until(lambda: gw.envoy.metric("sticky_split_requests_total", "reason", "pool"),
+                        total_at_least(answered), what="sticky_split_requests_total")
+        log = gw.envoy.log_text()
     assert_vm_healthy(gw.envoy, load_failures_expected=True)
     assert "configuration refused: pools[1].wieght: unknown field" in log
     failures = [r for r in results if r[2] != 200 or r[5]]
@@ -161,9 +158,8 @@ def test_plugin_config_pushes_under_load(workdir, agent):
     # a VM when its configuration is replaced are handed to Envoy, not dropped
     sent = {}
     for r in results:
-        name = f"wasmcustom.sticky_split_requests_total_reason={r[4]}_pool={r[3]}"
-        sent[name] = sent.get(name, 0) + 1
-    assert counted == sent
+        sent[(r[4], r[3])] = sent.get((r[4], r[3]), 0) + 1
+    assert {k: n for k, n in counted.items() if n} == sent
     print(f"\n{len(results)} requests, {len(failures)} failed")
     for name, got, weights, expect_pinned in phases:
         new = [r for r in got if r[1] == "new"]

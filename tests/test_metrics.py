@@ -1,48 +1,36 @@
 """Counters per pool and reason, read back from Envoy's Prometheus endpoint,
 and the debug header."""
 
-import re
 import time
 
-from helpers import FLUSH_SECONDS, assert_vm_healthy
+from helpers import assert_vm_healthy, requests_counted
 from stickysplit import envoy
 from stickysplit.http import Client
+from stickysplit.metrics import total_at_least, until
+from stickysplit.testbed import COOKIE, DEBUG_HEADER
 
-COOKIE = "nginx-app-subset"
 REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "new", "reassigned", "expired", "evicted", "forged",
            "failover"]
 CLASSES = ["2xx", "3xx", "4xx", "5xx", "gateway"]
-LINE = re.compile(r'^sticky_split_requests_total\{reason="([^"]+)",pool="([^"]+)"\} (\d+)$')
-RESPONSE_LINE = re.compile(r'^sticky_split_responses_total\{class="([^"]+)",pool="([^"]+)"\} (\d+)$')
-POOL_LINE = re.compile(r'^sticky_split_(ejections|failovers)_total\{pool="([^"]+)"\} (\d+)$')
 
 
-def counters(gw, settle=True):
-    """The counters, after the filter's once-a-second flush when `settle`."""
-    if settle:
-        time.sleep(FLUSH_SECONDS)
-    out = {}
-    for line in gw.admin("/stats/prometheus").splitlines():
-        m = LINE.match(line)
-        if m:
-            out[(m.group(1), m.group(2))] = int(m.group(3))
-    return out
+def responses_counted(gw, total=None):
+    """{(class, pool): n}, polled until they add up to `total` when given."""
+    def read():
+        return gw.metric("sticky_split_responses_total", "class", "pool")
+
+    return read() if total is None else until(read, total_at_least(total), what="sticky_split_responses_total")
 
 
-def outcome_counters(gw):
-    """{(class, pool): n} and {(ejections|failovers, pool): n}, as labelled."""
-    responses, per_pool = {}, {}
-    for line in gw.admin("/stats/prometheus").splitlines():
-        if m := RESPONSE_LINE.match(line):
-            responses[(m.group(1), m.group(2))] = int(m.group(3))
-        elif m := POOL_LINE.match(line):
-            per_pool[(m.group(1), m.group(2))] = int(m.group(3))
-    return responses, per_pool
+def per_pool_counted(gw):
+    """{(ejections|failovers, pool): n}."""
+    return {(kind, pool): n for kind in ("ejections", "failovers")
+            for pool, n in gw.metric(f"sticky_split_{kind}_total", "pool").items()}
 
 
 def test_counts_match_the_traffic_sent(workdir, base_config):
     with envoy.Envoy(base=base_config, workdir=workdir) as g, Client(g.gateway) as c:
-        before = counters(g, settle=False)
+        before = requests_counted(g)
         assert set(before) == {(r, p) for r in REASONS for p in ("pool1", "pool2")}, "all defined up front"
         assert set(before.values()) == {0}
         served = {"pool1": 0, "pool2": 0}
@@ -55,7 +43,7 @@ def test_counts_match_the_traffic_sent(workdir, base_config):
         reassigned = {"pool1": 0, "pool2": 0}
         for _ in range(20):
             reassigned[c.get("/", [("Cookie", f"{COOKIE}=gone")]).served_by] += 1
-        got = counters(g)
+        got = requests_counted(g, 300 + 100 + 50 + 20)
         want = {k: 0 for k in before}
         want.update({
             ("new", "pool1"): served["pool1"], ("new", "pool2"): served["pool2"],
@@ -63,8 +51,9 @@ def test_counts_match_the_traffic_sent(workdir, base_config):
             ("reassigned", "pool1"): reassigned["pool1"], ("reassigned", "pool2"): reassigned["pool2"],
         })
         assert got == want
-        # every response is counted once, by the pool that served it
-        responses, per_pool = outcome_counters(g)
+        # every response is counted once, by the pool that served it (a
+        # response can land a tick after its request)
+        responses, per_pool = responses_counted(g, 300 + 100 + 50 + 20), per_pool_counted(g)
         assert set(responses) == {(k, p) for k in CLASSES for p in ("pool1", "pool2")}
         pool_totals = {p: sum(n for (r, q), n in got.items() if q == p) for p in ("pool1", "pool2")}
         assert responses == {(k, p): (pool_totals[p] if k == "2xx" else 0) for k in CLASSES for p in ("pool1", "pool2")}
@@ -86,7 +75,7 @@ def test_every_reason_is_counted_and_shown_in_the_debug_header(workdir, base_con
         "rules": [{"match": {"headers": [{"name": "x-beta", "present": True}]}, "pool": "blue.v1_2"}],
         "hashOn": {"header": "x-user"},
         "cookie": dict(plugin["cookie"], signingKeyEnv="K"),
-        "debugHeader": "x-sticky-split-debug",
+        "debugHeader": DEBUG_HEADER,
     })
     with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir, vm_env={"K": "0123456789abcdef"}) as g:
         path = "/via-cluster-header/"
@@ -97,7 +86,7 @@ def test_every_reason_is_counted_and_shown_in_the_debug_header(workdir, base_con
                 # backends' own, so they answer 421 after saying who they are)
                 want = {"pool1": "pool1", "pool2-cluster": "pool2"}[r.header("x-seen-cluster")]
                 assert r.served_by == want
-                return r, r.header("x-sticky-split-debug")
+                return r, r.header(DEBUG_HEADER)
 
             r, d = debug()
             assert d == "pool=green; reason=new"
@@ -111,7 +100,7 @@ def test_every_reason_is_counted_and_shown_in_the_debug_header(workdir, base_con
                 assert debug([("x-user", "u-42")])[1] == "pool=green; reason=hash"
             for _ in range(2):
                 assert debug([("Cookie", f"{COOKIE}=old")])[1] == "pool=green; reason=forged"
-        got = counters(g)
+        got = requests_counted(g, 15)
     assert got[("new", "green")] == 1
     assert got[("sticky", "green")] == 4
     assert got[("rule", "blue.v1_2")] == 3
@@ -125,23 +114,23 @@ def test_drained_evicted_and_ramp_reasons(workdir, base_config):
     plugin = envoy.plugin_config(base_config)
     plugin["pools"][0].update(weight=0)
     plugin["pools"][1].update(weight=1)
-    plugin["debugHeader"] = "x-sticky-split-debug"
+    plugin["debugHeader"] = DEBUG_HEADER
     with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g, Client(g.gateway) as c:
         for _ in range(7):
             r = c.get("/", [("Cookie", f"{COOKIE}=pool1")])
-            assert r.header("x-sticky-split-debug") == "pool=pool1; reason=drained-pinned"
-        assert counters(g)[("drained-pinned", "pool1")] == 7
+            assert r.header(DEBUG_HEADER) == "pool=pool1; reason=drained-pinned"
+        assert requests_counted(g, 7)[("drained-pinned", "pool1")] == 7
     plugin["pools"][0]["evict"] = True
     plugin["affinity"] = "ramp"
     with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g, Client(g.gateway) as c:
         for _ in range(6):
             r = c.get("/", [("Cookie", f"{COOKIE}=pool1")])
-            assert r.header("x-sticky-split-debug") == "pool=pool2; reason=evicted"
+            assert r.header(DEBUG_HEADER) == "pool=pool2; reason=evicted"
         key = r.issued(COOKIE)
         assert key.startswith("@")
         for _ in range(4):
-            assert c.get("/", [("Cookie", f"{COOKIE}={key}")]).header("x-sticky-split-debug") == "pool=pool2; reason=ramp"
-        got = counters(g)
+            assert c.get("/", [("Cookie", f"{COOKIE}={key}")]).header(DEBUG_HEADER) == "pool=pool2; reason=ramp"
+        got = requests_counted(g, 6 + 4)
         assert (got[("evicted", "pool2")], got[("ramp", "pool2")]) == (6, 4)
         assert_vm_healthy(g)
 
@@ -149,7 +138,7 @@ def test_drained_evicted_and_ramp_reasons(workdir, base_config):
 def test_no_debug_header_unless_configured(workdir, base_config):
     with envoy.Envoy(base=base_config, workdir=workdir) as g:
         r = Client(g.gateway).get("/")
-        assert r.header("x-sticky-split-debug") is None
+        assert r.header(DEBUG_HEADER) is None
 
 
 def test_vm_memory_gauge_is_the_sum_over_vms_and_steady(workdir, base_config):
@@ -159,16 +148,20 @@ def test_vm_memory_gauge_is_the_sum_over_vms_and_steady(workdir, base_config):
     with envoy.Envoy(base=base_config, workdir=workdir, concurrency=2) as g, Client(g.gateway) as c:
         for i in range(200):
             c.get("/", [("Cookie", f"a={i}; {COOKIE}=pool{1 + i % 2}")] if i % 2 else [])
-        time.sleep(FLUSH_SECONDS)
-        readings = []
-        for _ in range(4):
-            readings.append(g.stats("sticky_split_vm_memory_bytes")["wasmcustom.sticky_split_vm_memory_bytes"])
-            time.sleep(1.1)
-        assert len(set(readings)) == 1, readings
+        # the workers' VMs have reported since the traffic once its counts are in
+        requests_counted(g, 200)
         page, one_vm_at_least = 65536, 16 * 65536  # the module's 1 MiB stack alone is 16 pages
+        # the main thread's VM and two workers' VMs: three shares, polled
+        # because the main thread's VM reports on its own tick (a reading that
+        # never gets there fails the test with the last value)
+        first = until(lambda: g.metric("sticky_split_vm_memory_bytes"), lambda v: v >= 3 * one_vm_at_least,
+                      what="sticky_split_vm_memory_bytes")
+        readings = [first]
+        for _ in range(3):
+            time.sleep(1.1)
+            readings.append(g.metric("sticky_split_vm_memory_bytes"))
+        assert len(set(readings)) == 1, readings
         assert readings[0] % page == 0, readings
-        # the main thread's VM and two workers' VMs: three shares
-        assert readings[0] >= 3 * one_vm_at_least, readings
         assert_vm_healthy(g)
 
 
@@ -180,8 +173,8 @@ def test_response_counters_can_be_switched_off(workdir, base_config):
         served = [c.get("/") for _ in range(50)]
         assert all(r.status == 200 and r.issued(COOKIE) == r.served_by for r in served)
         assert c.get("/", [("Cookie", f"{COOKIE}=pool2")]).served_by == "pool2"
-        got = counters(g)
-        responses, per_pool = outcome_counters(g)
+        got = requests_counted(g, 51)
+        responses = responses_counted(g)
         assert sum(got.values()) == 51
         assert set(responses.values()) == {0}
         assert_vm_healthy(g)

@@ -7,10 +7,9 @@ from helpers import assert_vm_healthy
 from stickysplit import envoy
 from stickysplit.tools import walkthrough
 from stickysplit.http import Client
-from stickysplit.stats import split_verdict
+from stickysplit.stats import ALPHA, split_verdict
+from stickysplit.testbed import COOKIE
 
-COOKIE = "nginx-app-subset"
-ALPHA = 1e-6
 KEY = "k9-2f8a1c0e7b3d4e5f60718293a4b5c6d7"
 
 

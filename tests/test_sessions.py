@@ -5,28 +5,25 @@ timeouts with renewal, the session header, Partitioned."""
 
 import time
 
-from helpers import FLUSH_SECONDS, assert_vm_healthy
-from stickysplit import envoy
+from helpers import assert_vm_healthy, requests_counted
+from stickysplit import envoy, testbed
 from stickysplit.http import Client
-from stickysplit.stats import split_verdict
+from stickysplit.metrics import total_at_least, until
+from stickysplit.stats import ALPHA, split_verdict
+from stickysplit.testbed import COOKIE, DEBUG_HEADER as DEBUG
 
-COOKIE = "nginx-app-subset"
-DEBUG = "x-sticky-split-debug"
 EJECT_AFTER, EJECT_SECONDS = 3, 4
-ALPHA = 1e-6
 
 
-def backend(workdir, pool, port, status=200):
-    """A sample backend for `pool` in its own Envoy, so that a test can stop it."""
-    listener = envoy.sample_backend(pool, port, status=status)
-    admin = envoy.free_ports(1)[0]
-    config = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-              "static_resources": {"listeners": [listener], "clusters": []}}
-    return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{pool}-{port}", concurrency=1)
+def backend(workdir, pool, at, status=200):
+    """A sample backend for `pool` at `at` in its own Envoy, so that a test can stop it."""
+    config = {"admin": {"address": envoy.address(0)},
+              "static_resources": {"listeners": [envoy.sample_backend(pool, at, status=status)], "clusters": []}}
+    return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{at.lstrip('@')}", concurrency=1)
 
 
-def failover_gateway(workdir, base, pool2_port, pool3_port):
-    """The test gateway with pool2 behind `pool2_port` and a pool3 whose
+def failover_gateway(workdir, base, pool2_at, pool3_at):
+    """The test gateway with pool2 behind `pool2_at` and a pool3 whose
     backend answers every request with the application's own 503."""
     plugin = envoy.plugin_config(base)
     plugin.update({
@@ -38,39 +35,43 @@ def failover_gateway(workdir, base, pool2_port, pool3_port):
 
     def edit(config):
         res = config["static_resources"]
-        for c in res["clusters"]:
-            if c["name"] == "pool2-cluster":
-                c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
-                    "socket_address"]["port_value"] = pool2_port
-        res["clusters"].append(envoy.static_cluster("pool3", pool3_port))
-        gateway = next(l for l in res["listeners"] if l["name"] == "gateway")
-        routes = gateway["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-        routes.insert(-1, {"match": {"prefix": "/", "headers": [
-            {"name": "x-sticky-split-pool", "string_match": {"exact": "pool3"}}]}, "route": {"cluster": "pool3"}})
+        res["clusters"] = [envoy.static_cluster("pool2-cluster", pool2_at) if c["name"] == "pool2-cluster" else c
+                           for c in res["clusters"]]
+        res["clusters"].append(envoy.static_cluster("pool3", pool3_at))
+        testbed.add_pool_route(config, "pool3", "pool3")
 
     # one worker: its VM sees every failure, so ejection counts are exact
     return envoy.Envoy(base=base, plugin=plugin, workdir=workdir, edit=edit, concurrency=1)
 
 
-def outcome(gw):
-    """{(metric, label, pool): n} of the outcome and request counters."""
-    time.sleep(FLUSH_SECONDS)
+def outcome(gw, requests):
+    """{(metric, label, pool): n} of the outcome and request counters, once
+    the counts of `requests` requests and their responses have landed."""
     out = {}
-    for name, n in gw.stats("sticky_split_").items():
-        for metric in ("requests_total_reason=", "responses_total_class=", "ejections_total", "failovers_total"):
-            if metric in name:
-                label, _, pool = name.split(metric, 1)[1].rpartition("_pool=")
-                out[(metric.split("_total")[0], label, pool)] = n
+    for (reason, pool), n in requests_counted(gw, requests).items():
+        out[("requests", reason, pool)] = n
+    responses = until(lambda: gw.metric("sticky_split_responses_total", "class", "pool"), total_at_least(requests),
+                      what="sticky_split_responses_total")
+    for (cls, pool), n in responses.items():
+        out[("responses", cls, pool)] = n
+    for kind in ("ejections", "failovers"):
+        for pool, n in gw.metric(f"sticky_split_{kind}_total", "pool").items():
+            out[(kind, "", pool)] = n
     return out
 
 
 def test_failover_ejection_and_return(workdir, base_config):
-    pool2_port, pool3_port = envoy.free_ports(2)
-    b2 = backend(workdir, "pool2", pool2_port).start()
-    b3 = backend(workdir, "pool3", pool3_port, status=503).start()
+    pool2_at, pool3_at = envoy.pipe("pool2"), envoy.pipe("pool3")
+    b2 = backend(workdir, "pool2", pool2_at).start()
+    b3 = backend(workdir, "pool3", pool3_at, status=503).start()
     try:
-        with failover_gateway(workdir, base_config, pool2_port, pool3_port) as gw:
-            one = lambda headers=(): Client(gw.gateway, keepalive=False).get("/", list(headers))  # noqa: E731
+        with failover_gateway(workdir, base_config, pool2_at, pool3_at) as gw:
+            sent = []
+
+            def one(headers=()):
+                sent.append(headers)
+                return Client(gw.gateway, keepalive=False).get("/", list(headers))
+
             assert one([("Cookie", f"{COOKIE}=pool2")]).served_by == "pool2"
 
             # the application's own 503 moves nobody
@@ -114,7 +115,7 @@ def test_failover_ejection_and_return(workdir, base_config):
 
             # pool2 comes back; after ejectSeconds one probe restores it, and
             # new users split by the weights again
-            b2 = backend(workdir, "pool2", pool2_port).start()
+            b2 = backend(workdir, "pool2", pool2_at).start()
             time.sleep(max(0.0, EJECT_SECONDS + 1.1 - (time.monotonic() - ejected_at)))
             counts = {"pool1": 0, "pool2": 0}
             for _ in range(1000):
@@ -124,7 +125,7 @@ def test_failover_ejection_and_return(workdir, base_config):
             ok, stat, df, p = split_verdict([counts["pool1"], counts["pool2"]], [50, 50], ALPHA)
             assert ok, f"{counts}: chi-square {stat:.2f}, df {df}, p {p:.2e}"
 
-            got = outcome(gw)
+            got = outcome(gw, len(sent))
             assert got[("ejections", "", "pool2")] == 1
             assert got[("failovers", "", "pool2")] == EJECT_AFTER
             assert got[("responses", "gateway", "pool2")] == EJECT_AFTER

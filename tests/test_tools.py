@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from helpers import start_gateway
+from stickysplit import envoy
+from stickysplit.stats import ALPHA, chi_square, chi_square_sf, split_verdict
+from stickysplit.testbed import COOKIE, DEBUG_HEADER
 from stickysplit.tools import validate
-from stickysplit.stats import chi_square, chi_square_sf, split_verdict
 
 
 @pytest.mark.parametrize(
@@ -23,42 +24,39 @@ def test_chi_square_statistic():
     assert chi_square([80, 20], [80, 20]) == (0.0, 1)
     stat, df = chi_square([90, 10, 0], [8, 2, 0])
     assert math.isclose(stat, 6.25) and df == 1
-    assert split_verdict([99, 1], [1, 0], 1e-6)[0] is False
-    # 2,500 users at 80:20: 2,050 in pool1 is 3.75 sigma off, 1.8e-4 two-sided: passes at 1e-6
-    assert split_verdict([2050, 450], [80, 20], 1e-6)[0] is True
-    # ... 2,150 is 8.75 sigma off: fails
-    assert split_verdict([2150, 350], [80, 20], 1e-6)[0] is False
+    assert split_verdict([99, 1], [1, 0], ALPHA)[0] is False
+    # the tests' alpha, and its power: 2,500 users at 80:20 with 2,050 in pool1
+    # is 3.75 sigma off, 1.8e-4 two-sided: passes; 2,150 is 8.75 sigma off: fails
+    assert split_verdict([2050, 450], [80, 20], ALPHA)[0] is True
+    assert split_verdict([2150, 350], [80, 20], ALPHA)[0] is False
 
 
 @pytest.fixture(scope="module")
 def gw(workdir, base_config):
-    g = start_gateway(workdir, base_config)
-    yield g
-    g.stop()
+    with envoy.Envoy(base=base_config, workdir=workdir) as g:
+        yield g
 
 
 def test_validator_reads_the_debug_header(workdir, base_config):
-    from stickysplit import envoy
-
     plugin = envoy.plugin_config(base_config)
-    plugin["debugHeader"] = "x-sticky-split-debug"
+    plugin["debugHeader"] = DEBUG_HEADER
     with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir) as g:
         out = io.StringIO()
         url = f"http://127.0.0.1:{g.gateway}/"
-        assert validate.run(url, {"pool1": 80, "pool2": 20}, 2500, "nginx-app-subset", 1e-6, 20, 3,
-                            "x-sticky-split-debug", out), out.getvalue()
+        assert validate.run(url, {"pool1": 80, "pool2": 20}, 2500, COOKIE, ALPHA, 20, 3,
+                            DEBUG_HEADER, out), out.getvalue()
 
 
 def test_validator_passes_the_true_weights_and_fails_wrong_ones(gw):
     url = f"http://127.0.0.1:{gw.gateway}/"
     out = io.StringIO()
-    assert validate.run(url, {"pool1": 80, "pool2": 20}, 2500, "nginx-app-subset", 1e-6, 20, 3, "x-served-by", out)
+    assert validate.run(url, {"pool1": 80, "pool2": 20}, 2500, COOKIE, ALPHA, 20, 3, "x-served-by", out)
     assert "PASS" in out.getvalue()
     out = io.StringIO()
-    assert not validate.run(url, {"pool1": 50, "pool2": 50}, 2500, "nginx-app-subset", 1e-6, 20, 3, "", out)
+    assert not validate.run(url, {"pool1": 50, "pool2": 50}, 2500, COOKIE, ALPHA, 20, 3, "", out)
     assert "FAIL" in out.getvalue()
     # the wrong cookie name: no Set-Cookie found, which is a failure too
-    assert not validate.run(url, {"pool1": 80, "pool2": 20}, 50, "other", 1e-6, 5, 2, "", io.StringIO())
+    assert not validate.run(url, {"pool1": 80, "pool2": 20}, 50, "other", ALPHA, 5, 2, "", io.StringIO())
 
 
 TRY_PAIRS = {
@@ -71,7 +69,6 @@ TRY_PAIRS = {
 
 @pytest.mark.parametrize("name", sorted(TRY_PAIRS))
 def test_try_wasmplugin_passes_on_the_shipped_manifests(name, capsys):
-    from stickysplit import envoy
     from stickysplit.tools import try_wasmplugin
 
     files = [str(envoy.REPO / "wasmplugin" / f) for f in TRY_PAIRS[name]]
@@ -83,7 +80,6 @@ def test_try_wasmplugin_passes_on_the_shipped_manifests(name, capsys):
 def test_try_wasmplugin_names_the_pool_when_manifests_disagree(tmp_path, capsys):
     import yaml
 
-    from stickysplit import envoy
     from stickysplit.tools import try_wasmplugin
 
     vs = yaml.safe_load((envoy.REPO / "wasmplugin/kubernetes/60-virtualservice.yaml").read_text())

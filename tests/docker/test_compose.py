@@ -7,17 +7,14 @@ import io
 import os
 import subprocess
 import tarfile
-import time
 
 import pytest
 
 from stickysplit import compose, envoy
 from stickysplit.http import Client
-from stickysplit.stats import split_verdict
-
-COOKIE = "nginx-app-subset"
-DEBUG = "x-sticky-split-debug"
-ALPHA = 1e-6
+from stickysplit.metrics import until
+from stickysplit.stats import ALPHA, split_verdict
+from stickysplit.testbed import COOKIE, DEBUG_HEADER as DEBUG
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +30,19 @@ def new_user(s):
     return Client(s.gateway_port, keepalive=False).get("/")
 
 
+def requests_by_reason(stack):
+    """{reason: n} of sticky_split_requests_total, summed over pools."""
+    out = {}
+    for (reason, _), n in stack.metric("sticky_split_requests_total", "reason", "pool").items():
+        out[reason] = out.get(reason, 0) + n
+    return out
+
+
 def test_split_stickiness_and_counters(stack):
+    # the stack serves the other tests too (and the readiness probe): count
+    # what this one sends, from counts that hold all that came before
+    stack.wait_all_counted()
+    before = requests_by_reason(stack)
     counts, cookies = {"pool1": 0, "pool2": 0}, []
     for _ in range(2000):
         r = new_user(stack)
@@ -50,18 +59,14 @@ def test_split_stickiness_and_counters(stack):
             for header in (f"{COOKIE}={value}", f"_ga=GA1.2.3; {COOKIE}={value}; theme=dark"):
                 r = c.get("/", [("Cookie", header)])
                 assert (r.served_by, r.issued(COOKIE)) == (value, None)
-    time.sleep(envoy.FLUSH_SECONDS)
-    stats = stack.admin("/stats/prometheus")
-    got = {}
-    for line in stats.splitlines():
-        if line.startswith("sticky_split_requests_total{"):
-            labels, n = line.rsplit(" ", 1)
-            got[labels] = int(n)
-    # the readiness probe sent one request of its own
-    new = sum(n for k, n in got.items() if 'reason="new"' in k)
-    sticky = sum(n for k, n in got.items() if 'reason="sticky"' in k)
-    assert new == 2000 + 1
-    assert sticky == 100
+
+    def sent():
+        now = requests_by_reason(stack)
+        return {reason: now[reason] - before.get(reason, 0) for reason in now if now[reason] != before.get(reason, 0)}
+
+    got = until(sent, lambda got: sum(got.values()) >= 2000 + 100, what="requests counted since the test began")
+    assert got.get("new") == 2000
+    assert got.get("sticky") == 100
 
 
 def test_pinned_users_of_a_stopped_pool_fail_over(stack):
@@ -86,6 +91,9 @@ def test_pinned_users_of_a_stopped_pool_fail_over(stack):
         assert min(failed) == 0, "ejection moves later users on their request"
     finally:
         stack.compose("start", "pool2")
+        # a new gateway, which has not ejected pool2, for the tests after this one
+        stack.compose("restart", "gateway")
+        stack.wait_ready()
 
 
 def test_cookies_survive_a_gateway_restart(stack):

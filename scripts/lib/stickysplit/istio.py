@@ -16,14 +16,15 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from . import envoy
+from . import envoy, testbed
+from .metrics import NeverHeld, until
+from .testbed import ROUTE_HEADER
 from .tools import oci
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
 EXTENSION_CONFIG = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
-ROUTE_HEADER = "x-sticky-split-pool"
 
 
 class FetchFailed(Exception):
@@ -258,12 +259,11 @@ class IstioGateway:
         base = copy.deepcopy(base if base is not None else envoy.load())
 
         def setup(config):
-            gateway = next(l for l in config["static_resources"]["listeners"] if l["name"] == "gateway")
-            hcm = gateway["filter_chains"][0]["filters"][0]["typed_config"]
+            hcm = testbed.connection_manager(config)
             hcm["http_filters"] = [placeholder(self.resource, self.ecds) if f.get("name") == "sticky-split" else f
                                    for f in hcm["http_filters"]]
             if default_pool is not None:
-                routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+                routes = testbed.routes(config)
                 cluster = next(r["route"]["cluster"] for r in routes
                                if any(h.get("string_match", {}).get("exact") == default_pool
                                       for h in r.get("match", {}).get("headers", [])))
@@ -304,24 +304,26 @@ class IstioGateway:
         it ('refused': the previous config keeps serving)."""
         before = self.counts()
         self.push(doc)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            now = self.counts()
+
+        def outcome(now):
             if now.get("update_rejected", 0) > before.get("update_rejected", 0):
                 return "refused"
             if now.get("update_success", 0) > before.get("update_success", 0):
                 return "reloaded"
-            time.sleep(0.05)
-        raise TimeoutError(f"Envoy did not take the ECDS update: {self.counts()}")
+            return None
+
+        now = until(self.counts, lambda now: outcome(now) is not None, timeout, 0.05,
+                    "the ECDS counters (Envoy did not take the update)")
+        return outcome(now)
 
     def __enter__(self):
         self.envoy.start()
-        deadline = time.monotonic() + 20
-        while not (self.counts().get("update_success") or self.counts().get("update_rejected")):
-            if time.monotonic() > deadline:
-                self.envoy.stop()
-                raise RuntimeError(f"no ECDS config taken: {self.counts()}\n{self.envoy.log_tail()}")
-            time.sleep(0.05)
+        try:
+            until(self.counts, lambda now: now.get("update_success") or now.get("update_rejected"), 20, 0.05,
+                  "the ECDS counters (no config taken)")
+        except NeverHeld as e:
+            self.envoy.stop()
+            raise RuntimeError(f"{e}\n{self.envoy.log_tail()}") from None
         return self
 
     def __exit__(self, *exc):

@@ -7,13 +7,16 @@ import time
 
 from . import envoy
 from .http import Client
+from .testbed import DEBUG_HEADER
 
 
-def add_pool_backend(config, name, port):
-    """A sample backend listener for pool `name` on `port`, and its cluster."""
+def add_pool_backend(config, name):
+    """A sample backend listener for pool `name` on a pipe of its own, and its
+    cluster, also called `name`."""
+    at = envoy.pipe(name)
     res = config["static_resources"]
-    res["listeners"].append(envoy.sample_backend(name, port))
-    res["clusters"].append(envoy.static_cluster(name, port))
+    res["listeners"].append(envoy.sample_backend(name, at))
+    res["clusters"].append(envoy.static_cluster(name, at))
 
 
 class Load:
@@ -21,7 +24,7 @@ class Load:
     new users and users pinned to given pools. Every result is kept with its
     start time, so a test can look at the requests of one config phase."""
 
-    def __init__(self, port, cookie, pinned=("pool1", "pool2"), threads=3, debug_header="x-sticky-split-debug"):
+    def __init__(self, port, cookie, pinned=("pool1", "pool2"), threads=3, debug_header=DEBUG_HEADER):
         self.port, self.cookie, self.pinned, self.debug = port, cookie, list(pinned), debug_header
         self.results = []  # (start, kind, status, served_by, reason, error)
         self.lock = threading.Lock()

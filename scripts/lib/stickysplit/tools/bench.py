@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from .. import envoy, paths
+from ..testbed import COOKIE
 
 BENCH = paths.BENCH
 EMPTY_WASM = envoy.REPO / "target/bench/wasm32-wasip1/release/empty_wasm.wasm"
 FLOOR_WASM = envoy.REPO / "target/bench/wasm32-wasip1/release/floor.wasm"
-COOKIE = "nginx-app-subset"
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -134,7 +134,7 @@ def requests(g):
 
 
 def gauge(g, name):
-    return g.stats(name).get(f"wasmcustom.{name}")
+    return g.metric(name)
 
 
 def stamped_values():
@@ -206,14 +206,11 @@ def main(argv=None):
         return scaling(a)
     workdir = envoy.REPO / ".run/bench"
     workdir.mkdir(parents=True, exist_ok=True)
-    plans = variants(0)
-    ports = envoy.free_ports(2 + 2 * len(plans))
-    backend_cfg = envoy.bootstrap(ports[0], ports[1], BACKEND_ROUTE, [], [])
     procs = {}
     try:
-        procs["backend"] = start("backend", backend_cfg, 1, workdir)
-        for i, (name, (routes, filters, clusters)) in enumerate(variants(ports[1]).items()):
-            procs[name] = start(name, envoy.bootstrap(ports[2 + 2 * i], ports[3 + 2 * i], routes, filters, clusters), 0, workdir)
+        procs["backend"] = start("backend", envoy.bootstrap(BACKEND_ROUTE, [], []), 1, workdir)
+        for name, (routes, filters, clusters) in variants(procs["backend"].gateway).items():
+            procs[name] = start(name, envoy.bootstrap(routes, filters, clusters), 0, workdir)
             preflight(procs[name], name)
         native = procs["native"]
         plan = [] if a.quick else [(v, "mix") for v in
@@ -255,17 +252,16 @@ def scaling(a):
     per request, the VMs Envoy created and how the workers shared the load."""
     workdir = envoy.REPO / ".run/bench"
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = envoy.free_ports(4)
     plugin = json.dumps({"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}],
                          "cookie": {"name": COOKIE}})
-    backend = envoy.Envoy(config=envoy.bootstrap(ports[0], ports[1], BACKEND_ROUTE, [], []), name="backend",
+    backend = envoy.Envoy(config=envoy.bootstrap(BACKEND_ROUTE, [], []), name="backend",
                           workdir=workdir, concurrency=2, log_level="warning").start()
-    two = [envoy.static_cluster("pool1", ports[1]), envoy.static_cluster("pool2", ports[1])]
+    two = [envoy.static_cluster("pool1", backend.gateway), envoy.static_cluster("pool2", backend.gateway)]
     print(f"sticky-split, --concurrency 1 vs 2, wrk -t2 -c16 {a.seconds} s, mix; nothing pinned (2 cores shared)")
     try:
         rows = []
         for concurrency in (1, 2):
-            config = envoy.bootstrap(ports[2], ports[3], HEADER_ROUTE, [wasm_filter(envoy.WASM, plugin)], two)
+            config = envoy.bootstrap(HEADER_ROUTE, [wasm_filter(envoy.WASM, plugin)], two)
             g = envoy.Envoy(config=config, name=f"scaling-{concurrency}", workdir=workdir,
                             concurrency=concurrency, log_level="warning").start()
             try:
@@ -335,7 +331,7 @@ def report(a, ratios, throughput, pairs, procs):
             time.sleep(0.5)
         w.terminate()
         w.wait()
-        time.sleep(envoy.FLUSH_SECONDS)
+        g.wait_all_counted("ingress")
         after = gauge(g, "sticky_split_vm_memory_bytes")
         print(f"VM memory (sticky-split): {before} bytes before, {after} bytes after {requests(g) - n0} more requests: "
               f"{'flat' if after == before else 'GREW'}")

@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from .. import envoy
+from ..stats import ALPHA
 from . import validate
 
 
@@ -28,7 +29,7 @@ def main(argv=None):
     try:
         url = f"http://127.0.0.1:{gw.gateway}/"
         print(f"Gateway {url}  pools {weights}  cookie {cookie!r}\n")
-        ok = validate.run(url, weights, a.n, cookie, 1e-6, 100, 10, "x-served-by")
+        ok = validate.run(url, weights, a.n, cookie, ALPHA, 100, 10, "x-served-by")
         print(f"\nDemo {'passed' if ok else 'FAILED'}.")
         if a.serve:
             print(

@@ -20,12 +20,12 @@ from .. import envoy
 from . import bench
 
 
-def count(name, routes, filters, clusters, ports, mode, seconds, workdir):
+def count(name, routes, filters, clusters, mode, seconds, workdir):
     """(instructions per request, requests counted) for one variant and mode."""
     out = workdir / f"callgrind.{name}-{mode}.out"
     for old in glob.glob(f"{out}*"):
         os.remove(old)
-    g = bench.start(f"{name}-{mode}", envoy.bootstrap(ports[0], ports[1], routes, filters, clusters), 0, workdir,
+    g = bench.start(f"{name}-{mode}", envoy.bootstrap(routes, filters, clusters), 0, workdir,
                    wrapper=["valgrind", "--tool=callgrind", "--smc-check=all", f"--callgrind-out-file={out}"],
                    ready_seconds=900)
     try:
@@ -57,15 +57,14 @@ def main(argv=None):
     a = ap.parse_args(argv)
     workdir = envoy.REPO / ".run/instructions"
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = envoy.free_ports(4)
-    backend = bench.start("backend", envoy.bootstrap(ports[0], ports[1], [{"match": {"prefix": "/"}, "direct_response": {
+    backend = bench.start("backend", envoy.bootstrap([{"match": {"prefix": "/"}, "direct_response": {
         "status": 200, "body": {"inline_string": "ok\n"}}}], [], []), 1, workdir)
     table = {}
     try:
-        variants = bench.variants(ports[1])
+        variants = bench.variants(backend.gateway)
         for mode in a.modes.split(","):
             for name in a.variants.split(","):
-                per, n = count(name, *variants[name], ports[2:4], mode, a.seconds, workdir)
+                per, n = count(name, *variants[name], mode, a.seconds, workdir)
                 table[(name, mode)] = per
                 print(f"  {name:<24}{mode:<7}{per:>10.0f} instructions/request ({n} requests)", file=sys.stderr)
     finally:

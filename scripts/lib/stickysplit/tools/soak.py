@@ -10,8 +10,7 @@ import time
 
 from .. import envoy
 from ..http import Client, h2c_get
-
-COOKIE = "nginx-app-subset"
+from ..testbed import COOKIE, ROUTE_HEADER
 
 
 def rss_kib(pid):
@@ -23,14 +22,16 @@ def rss_kib(pid):
 
 
 def gauges(gw):
-    return gw.stats("(sticky_split_vm_memory_bytes|wasm.envoy.wasm.runtime.v8)")
+    """The VMs' memory (the filter's gauge) and Envoy's count of VMs created."""
+    return {"vm_memory": gw.metric("sticky_split_vm_memory_bytes"),
+            "vms_created": gw.stats(r"^wasm\.envoy\.wasm\.runtime\.v8\.created$").get("wasm.envoy.wasm.runtime.v8.created")}
 
 
 ODD = [
     [("Cookie", b"\xff\xfe=\x80; " + COOKIE.encode() + b"=pool2")],
     [("Cookie", "; ".join(f"c{i}=v{i}" for i in range(500)))],
     [("Cookie", f"{COOKIE}=nope; {COOKIE}=pool1; {COOKIE}=\"\"")],
-    [("x-sticky-split-pool", "pool2"), ("x-sticky-split-pool", "evil"), ("Cookie", f"{COOKIE}=pool1")],
+    [(ROUTE_HEADER, "pool2"), (ROUTE_HEADER, "evil"), ("Cookie", f"{COOKIE}=pool1")],
     [("Cookie", "x" * 20000)],
 ]
 
@@ -79,11 +80,12 @@ def run(seconds, workdir=None, out=sys.stdout):
         time.sleep(warmup)
         start = {"rss_kib": rss_kib(pid), **gauges(gw)}
         time.sleep(max(0.0, seconds - warmup))
-        time.sleep(envoy.FLUSH_SECONDS)  # one more memory report from every VM
-        end = {"rss_kib": rss_kib(pid), **gauges(gw)}
         stop.set()
         for t in threads:
             t.join(timeout=10)
+        # the memory each VM reports on its first tick after the last request
+        gw.wait_all_counted()
+        end = {"rss_kib": rss_kib(pid), **gauges(gw)}
         log = gw.log_text()
     total = sum(tally.values())
     errors = sum(v for (k, s), v in tally.items() if s is None)
@@ -91,10 +93,10 @@ def run(seconds, workdir=None, out=sys.stdout):
     report = {
         "seconds": seconds, "requests": total, "errors": errors, "5xx": fivexx,
         "rss_start_kib": start["rss_kib"], "rss_end_kib": end["rss_kib"],
-        "vm_memory_start": start.get("wasmcustom.sticky_split_vm_memory_bytes"),
-        "vm_memory_end": end.get("wasmcustom.sticky_split_vm_memory_bytes"),
-        "vms_created_start": start.get("wasm.envoy.wasm.runtime.v8.created"),
-        "vms_created_end": end.get("wasm.envoy.wasm.runtime.v8.created"),
+        "vm_memory_start": start["vm_memory"],
+        "vm_memory_end": end["vm_memory"],
+        "vms_created_start": start["vms_created"],
+        "vms_created_end": end["vms_created"],
         "by_kind": {k: sum(v for (kk, _), v in tally.items() if kk == k) for k in kinds},
         "statuses": sorted({s for (_, s) in tally if s is not None}),
         "panics_in_log": sum(1 for line in log.splitlines() if "panicked" in line or "RuntimeError" in line),

@@ -17,6 +17,7 @@ import yaml
 
 from .. import envoy, istio
 from ..paths import RUN
+from ..stats import ALPHA
 from . import validate
 
 DEFAULT_HEADER = "x-sticky-split-pool"
@@ -85,16 +86,15 @@ def bootstrap(by_value, default, header):
     sample backend per destination that serves every request, and a
     placeholder filter for the plugin."""
     dests = sorted({name for name, _ in by_value.values()} | {default})
-    ports = envoy.free_ports(2 + len(dests))
-    admin, gateway, backend_ports = ports[0], ports[1], dict(zip(dests, ports[2:]))
+    backends = {name: envoy.pipe(f"dest-{name}") for name in dests}
     routes = [{"match": {"prefix": "/", "headers": [{"name": header, "string_match": {"exact": value}}]},
                "route": {"cluster": f"dest-{name}"}} for value, (name, _) in by_value.items()]
     routes.append({"match": {"prefix": "/"}, "route": {"cluster": f"dest-{default}"}})
     return envoy.bootstrap(
-        admin, gateway, routes, [{"name": "sticky-split"}],
-        [envoy.static_cluster(f"dest-{n}", p) for n, p in backend_ports.items()],
-        listeners=[envoy.sample_backend(n, p, route_header=header, any_route_header=True)
-                   for n, p in backend_ports.items()],
+        routes, [{"name": "sticky-split"}],
+        [envoy.static_cluster(f"dest-{n}", at) for n, at in backends.items()],
+        listeners=[envoy.sample_backend(n, at, route_header=header, any_route_header=True)
+                   for n, at in backends.items()],
     )
 
 
@@ -152,7 +152,7 @@ def main(argv=None):
         url = f"http://127.0.0.1:{gw.gateway}/"
         weights = {by_value[p][0]: w for p, w in pools.items()}
         print(f"Gateway {url}\n")
-        ok = validate.run(url, weights, a.n, cookie, 1e-6, min(100, a.n), 10, "x-served-by", out=sys.stdout)
+        ok = validate.run(url, weights, a.n, cookie, ALPHA, min(100, a.n), 10, "x-served-by", out=sys.stdout)
         print(f"\n{'PASS' if ok else 'FAIL'}: {plugin_name} with its routes")
         if a.serve:
             print(f"\nServing (Ctrl-C to stop): curl -si {url}   admin http://127.0.0.1:{gw.envoy.ports['admin']}/")

@@ -6,7 +6,7 @@ import sys
 import urllib.parse
 
 from ..http import Client
-from ..stats import split_verdict
+from ..stats import ALPHA, split_verdict
 
 
 def parse_weights(text):
@@ -112,7 +112,7 @@ def main(argv=None):
     ap.add_argument("--weights", type=parse_weights, required=True, help="pool=weight,... as configured")
     ap.add_argument("-n", type=int, default=2000, help="new users to send (default 2000)")
     ap.add_argument("--cookie", default="sticky-split", help="the affinity cookie name (default sticky-split)")
-    ap.add_argument("--alpha", type=float, default=1e-6, help="significance of the split test (default 1e-6)")
+    ap.add_argument("--alpha", type=float, default=ALPHA, help=f"significance of the split test (default {ALPHA:g})")
     ap.add_argument("--replay-users", type=int, default=100, help="users whose cookie is replayed (default 100)")
     ap.add_argument("--replay", type=int, default=10, help="requests per replayed user (default 10)")
     ap.add_argument(

@@ -8,9 +8,14 @@ import sys
 
 from .. import envoy
 from ..http import Client
-from ..stats import split_verdict
+from ..stats import ALPHA, split_verdict
 
 STABLE, CANARY = "pool1", "pool2"
+
+
+class WalkFailed(Exception):
+    """The gateway broke the ramp's promise: a new user got no cookie, or a
+    returning ramp user was issued a new one."""
 
 
 def ramp_plugin(base, canary, generation=None):
@@ -23,7 +28,7 @@ def ramp_plugin(base, canary, generation=None):
     return plugin
 
 
-def walk(phases=(10, 50, 100, 0), users=3000, workdir=None, base=None, alpha=1e-6):
+def walk(phases=(10, 50, 100, 0), users=3000, workdir=None, base=None, alpha=ALPHA):
     """Returns one row per phase: a dict of counts and verdicts."""
     base = base if base is not None else envoy.load()
     cookie_name = envoy.plugin_config(base)["cookie"]["name"]
@@ -37,14 +42,16 @@ def walk(phases=(10, 50, 100, 0), users=3000, workdir=None, base=None, alpha=1e-
                 for _ in range(users):
                     r = c.get("/")
                     value = r.issued(cookie_name)
-                    assert value is not None, r.all("set-cookie")
+                    if value is None:
+                        raise WalkFailed(f"at {canary}%: a new user got no {cookie_name}: {r.all('set-cookie')}")
                     cookies.append(f"{cookie_name}={value}")
                     placed.append(r.served_by)
             else:
                 placed = []
                 for cookie in cookies:
                     r = c.get("/", [("Cookie", cookie)])
-                    assert not r.cookies_set(cookie_name), "a ramp user was re-issued a cookie"
+                    if r.cookies_set(cookie_name):
+                        raise WalkFailed(f"at {canary}%: a ramp user was re-issued a cookie: {r.cookies_set(cookie_name)}")
                     placed.append(r.served_by)
         on_canary = placed.count(CANARY)
         ok, _, _, p = split_verdict([users - on_canary, on_canary], [100 - canary, canary], alpha)
