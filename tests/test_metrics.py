@@ -11,7 +11,7 @@ from stickysplit.testbed import COOKIE, DEBUG_HEADER
 
 REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "new", "reassigned", "expired", "evicted", "forged",
            "failover"]
-CLASSES = ["2xx", "3xx", "4xx", "5xx", "gateway"]
+CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "gateway"]
 
 
 def responses_counted(gw, total=None):
