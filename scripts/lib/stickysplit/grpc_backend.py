@@ -51,11 +51,15 @@ class GrpcBackend:
         self.stop()
 
     def stop(self):
+        """Stops listening at once: later connections are refused (shutdown
+        first, since close() alone leaves a socket that a thread blocked in
+        accept() holds still listening)."""
         self._stop.set()
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        for end in (lambda: self._sock.shutdown(socket.SHUT_RDWR), self._sock.close):
+            try:
+                end()
+            except OSError:
+                pass
 
     def _accept(self):
         while not self._stop.is_set():

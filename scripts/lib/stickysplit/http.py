@@ -94,6 +94,14 @@ class Client:
 def h2c_get(port, path="/", headers=(), host="127.0.0.1", timeout=10):
     """One HTTP/2 request over cleartext with prior knowledge (h2c), with the
     header fields exactly as given (e.g. cookies split into several fields)."""
+    return h2c_requests(port, [(path, headers)], host=host, timeout=timeout)[0]
+
+
+def h2c_requests(port, requests, host="127.0.0.1", timeout=10):
+    """Several GET requests multiplexed on one h2c connection, as a browser
+    sends a page and its assets: every stream is opened before any answer is
+    read. `requests` is a list of (path, headers); the Responses come back
+    in the same order."""
     import socket
 
     import h2.config
@@ -107,26 +115,33 @@ def h2c_get(port, path="/", headers=(), host="127.0.0.1", timeout=10):
         )
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
-        sid = conn.get_next_available_stream_id()
-        fields = [(b":method", b"GET"), (b":path", path.encode()), (b":scheme", b"http"), (b":authority", b"localhost")]
-        fields += [(n.encode() if isinstance(n, str) else n, v.encode() if isinstance(v, str) else v) for n, v in headers]
-        conn.send_headers(sid, fields, end_stream=True)
+        streams = {}
+        for path, headers in requests:
+            sid = conn.get_next_available_stream_id()
+            fields = [(b":method", b"GET"), (b":path", path.encode()), (b":scheme", b"http"),
+                      (b":authority", b"localhost")]
+            fields += [(n.encode() if isinstance(n, str) else n, v.encode() if isinstance(v, str) else v)
+                       for n, v in headers]
+            conn.send_headers(sid, fields, end_stream=True)
+            streams[sid] = {"status": None, "headers": [], "body": b""}
         sock.sendall(conn.data_to_send())
-        status, resp_headers, body, done = None, [], b"", False
-        while not done:
+        open_streams = set(streams)
+        while open_streams:
             data = sock.recv(65535)
             if not data:
                 break
             for ev in conn.receive_data(data):
                 if isinstance(ev, h2.events.ResponseReceived):
-                    resp_headers = [(k.decode().lower(), v.decode(errors="replace")) for k, v in ev.headers]
-                    status = int(dict(resp_headers)[":status"])
+                    got = [(k.decode().lower(), v.decode(errors="replace")) for k, v in ev.headers]
+                    streams[ev.stream_id]["headers"] = got
+                    streams[ev.stream_id]["status"] = int(dict(got)[":status"])
                 elif isinstance(ev, h2.events.DataReceived):
-                    body += ev.data
+                    streams[ev.stream_id]["body"] += ev.data
                     conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
-                    done = True
+                    open_streams.discard(ev.stream_id)
             sock.sendall(conn.data_to_send())
-        return Response(status, [(k, v) for k, v in resp_headers if not k.startswith(":")], body)
+        return [Response(r["status"], [(k, v) for k, v in r["headers"] if not k.startswith(":")], r["body"])
+                for r in streams.values()]
     finally:
         sock.close()
