@@ -1,5 +1,5 @@
 """Instructions per request, counted by callgrind: a figure that does not
-move with the machine's load (see README, Performance).
+move with the machine's load (see docs/performance.md).
 
 Each variant's gateway runs under `valgrind --tool=callgrind`; after a warm-up
 (so V8 has compiled the module's hot code) the counters are zeroed, wrk sends
@@ -20,8 +20,10 @@ from .. import envoy
 from . import bench
 
 
-def count(name, routes, filters, clusters, mode, seconds, workdir):
-    """(instructions per request, requests counted) for one variant and mode."""
+def count(name, routes, filters, clusters, mode, seconds, workdir, load_with=None):
+    """(instructions per request, requests counted) for one variant and mode;
+    `load_with(port, seconds)` sends the load (default: wrk with the mode's
+    request mix)."""
     out = workdir / f"callgrind.{name}-{mode}.out"
     for old in glob.glob(f"{out}*"):
         os.remove(old)
@@ -30,6 +32,8 @@ def count(name, routes, filters, clusters, mode, seconds, workdir):
                    ready_seconds=900)
     try:
         def load(secs):
+            if load_with is not None:
+                return load_with(g.gateway, secs)
             subprocess.run(["wrk", "-t1", "-c4", f"-d{secs}s", "-s", str(bench.BENCH / "requests.lua"),
                             f"http://127.0.0.1:{g.gateway}/", "--", *bench.wrk_args(name, mode)], capture_output=True,
                            check=True)
@@ -49,14 +53,74 @@ def count(name, routes, filters, clusters, mode, seconds, workdir):
         g.stop(timeout=120)
 
 
+def grpc_load(method):
+    """A load of unary gRPC calls of `method` by returning pool1 users
+    (grpcio, four threads on one channel), for count()'s `load_with`."""
+    def load(port, secs):
+        import threading
+
+        import grpc
+
+        from ..grpc_backend import SERVICE
+
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.enable_retries", 0)])
+        stub = channel.unary_unary(SERVICE + method, request_serializer=None, response_deserializer=None)
+        deadline = time.monotonic() + secs
+
+        def worker():
+            while time.monotonic() < deadline:
+                try:
+                    stub(b"ping", metadata=[("cookie", f"{bench.COOKIE}=pool1")], timeout=30)
+                except grpc.RpcError:
+                    pass  # NotFound answers with an error status on purpose
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        channel.close()
+    return load
+
+
+def grpc_table(a, workdir):
+    """Instructions per gRPC call: calls answered with trailers (the filter
+    reads them) and trailers-only answers (it does not), per variant."""
+    from ..grpc_backend import GrpcBackend
+
+    modes = {"grpc-trailers": "Ok", "grpc-trailers-only": "NotFound"}
+    table = {}
+    with GrpcBackend("pool1") as backend:
+        variants = bench.variants(backend.port)
+        for name in a.variants.split(","):
+            routes, filters, clusters = variants[name]
+            for c in clusters:
+                c["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}}}
+            for mode, method in modes.items():
+                per, n = count(name, routes, filters, clusters, mode, a.seconds, workdir, load_with=grpc_load(method))
+                table[(name, mode)] = per
+                print(f"  {name:<24}{mode:<20}{per:>10.0f} instructions/call ({n} calls)", file=sys.stderr)
+    print(f"Instructions per gRPC call of the gateway process (callgrind, Envoy {envoy.envoy_exe()})")
+    print(f"{'variant':<22}" + "".join(f"{m:>22}" for m in modes))
+    for name in a.variants.split(","):
+        print(f"{name:<22}" + "".join(f"{table[(name, m)]:>22.0f}" for m in modes))
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench-instructions", description=__doc__)
     ap.add_argument("--variants", default="native,empty-wasm,lua,sticky-split,sticky-split-large")
     ap.add_argument("--modes", default="mix,short,big")
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--grpc", action="store_true",
+                    help="gRPC calls (with trailers, and trailers-only) to an h2c backend instead of wrk's HTTP/1.1 mixes")
     a = ap.parse_args(argv)
     workdir = envoy.REPO / ".run/instructions"
     workdir.mkdir(parents=True, exist_ok=True)
+    if a.grpc:
+        return grpc_table(a, workdir)
     backend = bench.start("backend", envoy.bootstrap([{"match": {"prefix": "/"}, "direct_response": {
         "status": 200, "body": {"inline_string": "ok\n"}}}], [], []), 1, workdir)
     table = {}
