@@ -3,7 +3,7 @@ hashOn, the ramp, evict, generations and signed cookies."""
 
 import pytest
 
-from helpers import assert_vm_healthy
+from helpers import assert_vm_healthy, requests_counted
 from stickysplit import envoy
 from stickysplit.tools import walkthrough
 from stickysplit.http import Client
@@ -180,3 +180,48 @@ def test_signing_key_env_without_a_value_is_refused(workdir, base_config):
     code, out = envoy.validate(config, workdir)
     assert code != 0
     assert "configuration refused: cookie.signingKeyEnv: environment variable STICKY_SPLIT_KEY is not set" in out
+
+
+def test_rotating_the_signing_key_moves_nobody(workdir, base_config):
+    """200 users signed with key A; with B current and A previous each keeps
+    the pool and is issued one cookie under B, then is pinned with no
+    Set-Cookie; a value of an unknown key C is forged; once A is dropped, A's
+    values are forged."""
+    keys = {"KEY_A": "key A: signed the first users...", "KEY_B": "key B: the new current key......",
+            "KEY_C": "key C: configured nowhere........"}
+    base_cookie = envoy.plugin_config(base_config)["cookie"]
+
+    def signed(current, previous=()):
+        cookie = dict(base_cookie, signingKeyEnv=current, previousSigningKeyEnvs=list(previous))
+        return gateway(workdir, base_config, vm_env=keys, cookie=cookie, weights=[50, 50])
+
+    with signed("KEY_A") as g:
+        users = []
+        for _ in range(200):
+            r = Client(g.gateway, keepalive=False).get("/")
+            users.append((r.served_by, value_of(r)))
+    with signed("KEY_C") as g:
+        c_values = [value_of(Client(g.gateway, keepalive=False).get("/")) for _ in range(20)]
+    with signed("KEY_B", ["KEY_A"]) as g, Client(g.gateway) as c:
+        resigned = []
+        for pool, value in users:
+            r = c.get("/", [("Cookie", f"a=1; {COOKIE}={value}")])
+            new = value_of(r)
+            assert r.served_by == pool, "a user changed pool"
+            assert new is not None and new != value and new.rsplit(".", 1)[0] == value.rsplit(".", 1)[0]
+            resigned.append((pool, new))
+        for pool, new in resigned:
+            r = c.get("/", [("Cookie", f"{COOKIE}={new}")])
+            assert (r.served_by, value_of(r)) == (pool, None)
+        for value in c_values:
+            r = c.get("/", [("Cookie", f"{COOKIE}={value}")])
+            assert value_of(r) is not None and value_of(r) != value
+        counted = requests_counted(g, 2 * len(users) + len(c_values))
+        assert sum(n for (reason, _), n in counted.items() if reason == "resigned") == len(users)
+        assert sum(n for (reason, _), n in counted.items() if reason == "forged") == len(c_values)
+        assert_vm_healthy(g)
+    with signed("KEY_B") as g, Client(g.gateway) as c:
+        for pool, value in users[:50]:
+            assert value_of(c.get("/", [("Cookie", f"{COOKIE}={value}")])) is not None, "A's value was accepted"
+        counted = requests_counted(g, 50)
+        assert sum(n for (reason, _), n in counted.items() if reason == "forged") == 50

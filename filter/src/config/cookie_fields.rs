@@ -73,10 +73,10 @@ pub(super) fn timeouts(raw: &RawCookie) -> Result<Timeouts, ConfigError> {
 /// Reads the signing key from the environment. The key itself is never put
 /// in an error or a log line.
 pub(super) fn signing_key(
+    field: &str,
     var: &str,
     env: &impl Fn(&str) -> Option<Vec<u8>>,
 ) -> Result<Vec<u8>, ConfigError> {
-    let field = "cookie.signingKeyEnv";
     if var.is_empty() || var.contains('=') || var.contains('\0') {
         return Err(ConfigError::new(
             field,
@@ -107,4 +107,48 @@ pub(super) fn generation(raw: Option<String>) -> Result<Option<String>, ConfigEr
         )),
         g => Ok(g),
     }
+}
+
+/// Most previous signing keys accepted at once.
+pub const MAX_PREVIOUS_KEYS: usize = 4;
+
+/// `cookie.previousSigningKeyEnvs`: keys whose values are still accepted
+/// (and re-signed with the current key), read like the current one.
+pub(super) fn previous_signing_keys(
+    raw: Option<Vec<String>>,
+    current: Option<&str>,
+    env: &impl Fn(&str) -> Option<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let field = "cookie.previousSigningKeyEnvs";
+    let Some(vars) = raw else {
+        return Ok(Vec::new());
+    };
+    let Some(current) = current else {
+        return Err(ConfigError::new(
+            field,
+            "needs cookie.signingKeyEnv: previous keys are accepted only beside a current one, which re-signs their values",
+        ));
+    };
+    if vars.len() > MAX_PREVIOUS_KEYS {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "has {} entries; at most {MAX_PREVIOUS_KEYS} are allowed",
+                vars.len()
+            ),
+        ));
+    }
+    vars.iter()
+        .enumerate()
+        .map(|(i, var)| {
+            let field = format!("{field}[{i}]");
+            if var == current {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{var:?} is cookie.signingKeyEnv itself; list only keys that signed earlier values"),
+                ));
+            }
+            signing_key(&field, var, env)
+        })
+        .collect()
 }

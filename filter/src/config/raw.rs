@@ -59,6 +59,7 @@ pub struct RawCookie {
     pub secure: Option<RawSecure>,
     pub same_site: Option<RawSameSite>,
     pub signing_key_env: Option<String>,
+    pub previous_signing_key_envs: Option<Vec<String>>,
     pub absolute_timeout: Option<u32>,
     pub idle_timeout: Option<u32>,
     pub partitioned: Option<bool>,

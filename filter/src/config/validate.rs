@@ -1,7 +1,7 @@
 //! From the raw types to the runtime [`Config`]: one step per concern, each
 //! naming the field it refuses and why.
 
-use super::cookie_fields::{cookie_spec, generation, signing_key, timeouts};
+use super::cookie_fields::{cookie_spec, generation, previous_signing_keys, signing_key, timeouts};
 use super::header_names::{headers, HeaderNames};
 use super::raw::{RawConfig, RawFailover, RawHashOn, RawPool, RawRule};
 use super::{
@@ -20,11 +20,17 @@ pub(super) fn validate(
     let (pools, by_name) = pools(raw.pools)?;
     let (picker, rendezvous) = weights(&pools)?;
     let key_env = raw.cookie.signing_key_env.clone();
+    let previous_envs = raw.cookie.previous_signing_key_envs.clone();
     let timeouts = timeouts(&raw.cookie)?;
     let cookie = cookie_spec(raw.cookie)?;
-    let signing_key = key_env.map(|var| signing_key(&var, &env)).transpose()?;
+    let signing_key = key_env
+        .as_deref()
+        .map(|var| signing_key("cookie.signingKeyEnv", var, &env))
+        .transpose()?;
+    let previous_keys = previous_signing_keys(previous_envs, key_env.as_deref(), &env)?;
     let generation = generation(raw.generation)?;
-    let codec = Codec::new(&cookie.name, generation.clone(), signing_key.as_deref());
+    let codec = Codec::new(&cookie.name, generation.clone(), signing_key.as_deref())
+        .with_previous_keys(&previous_keys);
     let codec = if timeouts.is_set() {
         codec.stamped()
     } else {

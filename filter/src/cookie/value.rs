@@ -50,6 +50,9 @@ pub enum Payload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Valid(Payload),
+    /// Valid, with a MAC of a previous signing key: to be issued again under
+    /// the current one.
+    ValidUnderPreviousKey(Payload),
     /// Written under another generation (or before generations were used).
     Stale,
     /// Signing is on and the MAC is missing or wrong.
@@ -64,6 +67,9 @@ pub struct Codec {
     generation: Option<String>,
     /// Keyed once at config time; cloned per use.
     signer: Option<Hmac<Sha256>>,
+    /// Keys of earlier values, tried in order only when `signer` refuses a
+    /// MAC.
+    previous: Vec<Hmac<Sha256>>,
     /// Values carry a [`Stamp`] (a server-side timeout is configured).
     stamped: bool,
 }
@@ -75,6 +81,7 @@ impl std::fmt::Debug for Codec {
             .field("cookie_name", &self.cookie_name)
             .field("generation", &self.generation)
             .field("signed", &self.signer.is_some())
+            .field("previous_keys", &self.previous.len())
             .field("stamped", &self.stamped)
             .finish()
     }
@@ -95,8 +102,18 @@ impl Codec {
             cookie_name: cookie_name.to_string(),
             generation,
             signer: key.and_then(|k| Hmac::<Sha256>::new_from_slice(k).ok()),
+            previous: Vec::new(),
             stamped: false,
         }
+    }
+
+    /// The same codec, also accepting values signed with these keys.
+    pub fn with_previous_keys(mut self, keys: &[Vec<u8>]) -> Self {
+        self.previous = keys
+            .iter()
+            .filter_map(|k| Hmac::<Sha256>::new_from_slice(k).ok())
+            .collect();
+        self
     }
 
     /// The same codec, with values that carry a [`Stamp`].
@@ -199,13 +216,20 @@ impl Codec {
         } else {
             (&b""[..], rest)
         };
+        let mut previous_key = false;
         if let Some(signer) = &self.signer {
-            if self
-                .mac(signer.clone(), generation, body)
-                .verify_truncated_left(&tag)
-                .is_err()
-            {
-                return (Verdict::Forged, None);
+            let verifies = |key: &Hmac<Sha256>| {
+                self.mac(key.clone(), generation, body)
+                    .verify_truncated_left(&tag)
+                    .is_ok()
+            };
+            if !verifies(signer) {
+                // earlier keys only for what the current key refuses: values
+                // already re-signed cost nothing more
+                if !self.previous.iter().any(verifies) {
+                    return (Verdict::Forged, None);
+                }
+                previous_key = true;
             }
         }
         if let Some(g) = &self.generation {
@@ -227,7 +251,10 @@ impl Codec {
             }
             _ => pool_index(payload).map_or(Verdict::Unknown, |i| Verdict::Valid(Payload::Pool(i))),
         };
-        (verdict, stamp)
+        match verdict {
+            Verdict::Valid(p) if previous_key => (Verdict::ValidUnderPreviousKey(p), stamp),
+            v => (v, stamp),
+        }
     }
 }
 

@@ -137,8 +137,9 @@ fn from_affinity_value(
 /// One affinity value: the decision it makes, or why it makes none.
 fn judge(config: &Config, value: &[u8], cond: Conditions) -> Result<Decision, Reason> {
     let (verdict, stamp) = config.decode_stamped(value);
-    let payload = match verdict {
-        Verdict::Valid(payload) => payload,
+    let (payload, resign) = match verdict {
+        Verdict::Valid(payload) => (payload, false),
+        Verdict::ValidUnderPreviousKey(payload) => (payload, true),
         Verdict::Forged => return Err(Reason::Forged),
         Verdict::Stale | Verdict::Unknown => return Err(Reason::Reassigned),
     };
@@ -157,7 +158,7 @@ fn judge(config: &Config, value: &[u8], cond: Conditions) -> Result<Decision, Re
         },
         _ => false,
     };
-    let (pool, reason) = match payload {
+    let (pool, kept) = match payload {
         Payload::Pool(pool) if cond.avoids(pool) => return Err(Reason::Failover),
         Payload::Pool(pool) => match config.pool(pool) {
             Some(p) if p.weight == 0 => (pool, Reason::DrainedPinned),
@@ -172,10 +173,15 @@ fn judge(config: &Config, value: &[u8], cond: Conditions) -> Result<Decision, Re
             }
         }
     };
+    // a value of a previous key keeps its pool (or key) and is issued again
+    let reason = match kept {
+        Reason::Sticky | Reason::DrainedPinned | Reason::Ramp if resign => Reason::Resigned,
+        r => r,
+    };
     Ok(Decision {
         pool,
         reason,
-        cookie: renew.then_some(payload),
+        cookie: (renew || reason == Reason::Resigned).then_some(payload),
         assigned: stamp.map(|s| s.assigned),
     })
 }

@@ -24,6 +24,10 @@ pub enum Reason {
     Hash,
     /// The affinity cookie holds a ramp key; its pool was recomputed.
     Ramp,
+    /// The affinity value was signed with a previous signing key: the user
+    /// keeps the pool (or ramp key), and the value is issued again under the
+    /// current key.
+    Resigned,
     /// No affinity cookie: weighted pick, cookie issued.
     New,
     /// The affinity cookie names no configured pool, is malformed, or is of
@@ -44,12 +48,13 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Rule,
         Reason::Sticky,
         Reason::DrainedPinned,
         Reason::Hash,
         Reason::Ramp,
+        Reason::Resigned,
         Reason::New,
         Reason::Reassigned,
         Reason::Expired,
@@ -70,6 +75,7 @@ impl Reason {
             Reason::DrainedPinned => "drained-pinned",
             Reason::Hash => "hash",
             Reason::Ramp => "ramp",
+            Reason::Resigned => "resigned",
             Reason::New => "new",
             Reason::Reassigned => "reassigned",
             Reason::Expired => "expired",

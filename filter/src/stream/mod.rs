@@ -239,7 +239,11 @@ pub fn settled_by_first_cookie_header(config: &Config, first: &[u8], resolved: &
     matches!(
         resolved,
         Resolved::Decided(Decision {
-            reason: Reason::Rule | Reason::Sticky | Reason::DrainedPinned | Reason::Ramp,
+            reason: Reason::Rule
+                | Reason::Sticky
+                | Reason::DrainedPinned
+                | Reason::Ramp
+                | Reason::Resigned,
             ..
         })
     ) && config

@@ -28,5 +28,6 @@ mod request;
 mod response_plan;
 mod rng;
 mod rollout;
+mod rotation;
 mod sessions;
 mod token;
