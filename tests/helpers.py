@@ -1,6 +1,7 @@
 """What the integration tests share: the filter's request counters once they
 have landed, what Envoy says about its Wasm VMs, and checking its log."""
 
+from stickysplit import envoy
 from stickysplit.metrics import total_at_least, until
 
 RUNTIME_FAILURE_MARKS = ("panicked", "Function: proxy_on", "wasm trap", "RuntimeError")
@@ -30,3 +31,10 @@ def vm_stats(gw):
     """Envoy's counters about wasm VMs: {'created': n, ...} for the V8 runtime."""
     stats = gw.stats(r"^wasm\.envoy\.wasm\.runtime\.v8\.")
     return {name.rsplit(".", 1)[1]: value for name, value in stats.items()}
+
+
+def backend(workdir, pool, at, status=200):
+    """A sample backend for `pool` at `at` in its own Envoy, so that a test can stop it."""
+    config = {"admin": {"address": envoy.address(0)},
+              "static_resources": {"listeners": [envoy.sample_backend(pool, at, status=status)], "clusters": []}}
+    return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{at.lstrip('@')}", concurrency=1)

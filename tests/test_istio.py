@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import assert_vm_healthy
+from helpers import assert_vm_healthy, backend
 from stickysplit import envoy, istio, testbed
 from stickysplit.http import Client
 from stickysplit.live import Load, add_pool_backend
@@ -226,3 +226,80 @@ def test_absent_plugin_config_is_refused_with_a_clear_message(workdir, agent):
         assert "configuration refused: configuration: is empty; sticky-split needs a JSON object with at least \"pools\"" in log
         # a filter that never got a config answers 500
         assert Client(gw.gateway).get("/").status == 500
+
+
+def test_pool_health_spans_the_workers_and_outlives_a_push(workdir, agent):
+    """Four workers, ejectAfter 3, delivered through ECDS: a dead pool costs
+    at most 3 + (4 - 1) failed responses in all, one per user at most; after a
+    push that keeps the pool (weights 50:50 -> 60:40) its users move with no
+    failed response while it stays ejected; once it is back, every worker
+    takes it back (the split of new users over new connections, spread over
+    the workers, follows 60:40 by chi-square)."""
+    workers, eject_after, eject_seconds = 4, 3, 8
+    pool2_at = envoy.pipe("pool2")
+
+    def edit(config):
+        res = config["static_resources"]
+        res["clusters"] = [envoy.static_cluster("pool2-cluster", pool2_at) if c["name"] == "pool2-cluster" else c
+                           for c in res["clusters"]]
+
+    failover = {"ejectAfter": eject_after, "ejectSeconds": eject_seconds}
+    doc = with_plugin(shipped("kubernetes", agent), pools=pools(pool1=50, pool2=50), failover=failover,
+                      debugHeader=DEBUG_HEADER)
+    b2 = backend(workdir, "pool2", pool2_at).start()
+    try:
+        with istio.IstioGateway(workdir, doc, agent=agent, edit=edit, concurrency=workers) as gw:
+            def visit(cookie=None):
+                headers = [("Cookie", f"{COOKIE}={cookie}")] if cookie else []
+                return Client(gw.gateway, keepalive=False).get("/", headers)
+
+            assert visit("pool2").served_by == "pool2"
+            b2.stop()
+            failed = []
+            for user in range(40):
+                cookie, n = "pool2", 0
+                for _ in range(3):
+                    r = visit(cookie)
+                    if r.status == 503:
+                        n += 1
+                    else:
+                        assert (r.status, r.served_by) == (200, "pool1")
+                    cookie = r.issued(COOKIE) or cookie
+                assert cookie == "pool1"
+                failed.append(n)
+            ejected_at = time.monotonic()
+            assert max(failed) == 1, failed
+            assert eject_after <= sum(failed) <= eject_after + workers - 1, failed
+
+            # a push that keeps pool2: it stays ejected, its users move with
+            # no failed response
+            assert gw.apply(with_plugin(doc, pools=pools(pool1=60, pool2=40))) == "reloaded"
+            for _ in range(100):
+                r = visit("pool2")
+                assert (r.status, r.served_by, r.header(DEBUG_HEADER)) == (200, "pool1", "pool=pool1; reason=failover")
+            assert time.monotonic() - ejected_at < eject_seconds, "too slow for the ejection window"
+
+            # pool2 is back: after the ejection one probe restores it for
+            # every worker
+            b2 = backend(workdir, "pool2", pool2_at).start()
+            time.sleep(max(0.0, eject_seconds + 0.5 - (time.monotonic() - ejected_at)))
+            cx_before = worker_connections(gw.envoy)
+            counts = {"pool1": 0, "pool2": 0}
+            for _ in range(1000):
+                r = visit()
+                assert r.status == 200
+                counts[r.served_by] += 1
+            spread = [after - before for after, before in zip(worker_connections(gw.envoy), cx_before)]
+            assert len(spread) == workers and min(spread) >= 100, f"connections per worker: {spread}"
+            ok, stat, df, p = split_verdict([counts["pool1"], counts["pool2"]], [60, 40], ALPHA)
+            assert ok, f"{counts}: chi-square {stat:.2f}, p {p:.2e}"
+            assert_vm_healthy(gw.envoy)
+    finally:
+        b2.stop()
+
+
+def worker_connections(gw_envoy):
+    """Connections each worker of the gateway listener accepted so far (its
+    stats carry the configured address: port 0, the only TCP listener)."""
+    stats = gw_envoy.stats(r"^listener\.127\.0\.0\.1_0\.worker_[0-9]+\.downstream_cx_total$")
+    return [v for _, v in sorted(stats.items())]

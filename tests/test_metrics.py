@@ -9,7 +9,7 @@ from stickysplit.http import Client
 from stickysplit.metrics import total_at_least, until
 from stickysplit.testbed import COOKIE, DEBUG_HEADER
 
-REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "new", "reassigned", "expired", "evicted", "forged",
+REASONS = ["rule", "sticky", "drained-pinned", "hash", "ramp", "resigned", "new", "reassigned", "expired", "evicted", "forged",
            "failover"]
 CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "gateway"]
 

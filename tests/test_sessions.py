@@ -5,7 +5,7 @@ timeouts with renewal, the session header, Partitioned."""
 
 import time
 
-from helpers import assert_vm_healthy, requests_counted
+from helpers import assert_vm_healthy, backend, requests_counted
 from stickysplit import envoy, testbed
 from stickysplit.http import Client
 from stickysplit.metrics import total_at_least, until
@@ -13,13 +13,6 @@ from stickysplit.stats import ALPHA, split_verdict
 from stickysplit.testbed import COOKIE, DEBUG_HEADER as DEBUG
 
 EJECT_AFTER, EJECT_SECONDS = 3, 4
-
-
-def backend(workdir, pool, at, status=200):
-    """A sample backend for `pool` at `at` in its own Envoy, so that a test can stop it."""
-    config = {"admin": {"address": envoy.address(0)},
-              "static_resources": {"listeners": [envoy.sample_backend(pool, at, status=status)], "clusters": []}}
-    return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{at.lstrip('@')}", concurrency=1)
 
 
 def failover_gateway(workdir, base, pool2_at, pool3_at):

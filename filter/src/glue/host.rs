@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
+use crate::health::{HealthStore, Stored};
+
 use crate::request::Headers;
 
 fn failed(what: &str, status: Status) {
@@ -114,4 +116,32 @@ pub(super) fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status>
 
 pub(super) fn increment_metric(id: u32, by: i64) {
     or_log("increment metric", hostcalls::increment_metric(id, by));
+}
+
+/// Proxy-wasm shared data under one key: the process-wide store of the pool
+/// health board.
+pub(super) struct SharedData {
+    pub(super) key: String,
+}
+
+impl HealthStore for SharedData {
+    fn load(&mut self) -> Option<(Vec<u8>, u32)> {
+        match or_log("get shared data", hostcalls::get_shared_data(&self.key))? {
+            (Some(bytes), Some(version)) => Some((bytes, version)),
+            (Some(bytes), None) => Some((bytes, 0)),
+            (None, _) => None,
+        }
+    }
+
+    fn store(&mut self, bytes: &[u8], version: u32) -> Stored {
+        let cas = (version != 0).then_some(version);
+        match hostcalls::set_shared_data(&self.key, Some(bytes), cas) {
+            Ok(()) => Stored::Yes,
+            Err(Status::CasMismatch) => Stored::Conflict,
+            Err(status) => {
+                failed("set shared data", status);
+                Stored::Failed
+            }
+        }
+    }
 }

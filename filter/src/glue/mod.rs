@@ -9,6 +9,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use rand_core::Rng;
+
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType, Status};
 
@@ -29,19 +31,28 @@ mod entry {
 }
 
 type SharedRng = Rc<RefCell<Prng>>;
+
+/// The VM's timer: how soon a worker learns what others wrote about pool
+/// health (a failure it sees itself, it learns at once).
+const TICK: Duration = Duration::from_millis(200);
+/// Counters and the memory gauge go to Envoy every fifth tick: once a second.
+const TICKS_PER_FLUSH: u32 = 5;
+/// The shared-data key of the pool health board, before the plugin's name.
+const SHARED_HEALTH_KEY: &str = "sticky-split.health.v1";
 type SharedHealth = Rc<RefCell<Health>>;
 
 #[derive(Default)]
 struct Root {
     config: Option<Rc<Config>>,
     rng: Option<SharedRng>,
-    /// Pool health for failover, per VM and configuration.
+    /// Pool health for failover: this VM's view of the gateway's board.
     health: Option<SharedHealth>,
     counters: Rc<CounterBatch>,
     /// Counters of earlier configurations, flushed until no stream holds them.
     retired: Vec<Rc<CounterBatch>>,
     /// Gauge: the VMs' linear memory in bytes, this VM's share added every second.
     memory_gauge: Option<u32>,
+    ticks: u32,
 }
 
 thread_local! {
@@ -60,6 +71,25 @@ impl Context for Root {
 }
 
 impl Root {
+    /// Pool health that follows the gateway's board, in shared data under a
+    /// key of this plugin's own: Istio sets no vm_id, so every plugin of the
+    /// proxy shares one namespace, and the plugin's name tells them apart.
+    fn shared_health(&self, health: Health, config: &Config) -> Health {
+        let plugin = host::property(&["plugin_name"])
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .unwrap_or_default();
+        let me = self
+            .rng
+            .as_ref()
+            .and_then(|r| r.try_borrow_mut().ok())
+            .map_or(1, |mut r| r.next_u64() | 1);
+        let store = host::SharedData {
+            key: format!("{SHARED_HEALTH_KEY}/{plugin}"),
+        };
+        let names = config.pools.iter().map(|p| p.name.clone()).collect();
+        health.share(names, Box::new(store), me, host::now_seconds())
+    }
+
     fn add_to_memory_gauge(&self, change: i64) {
         if let (Some(id), true) = (self.memory_gauge, change != 0) {
             host::increment_metric(id, change);
@@ -90,14 +120,23 @@ impl RootContext for Root {
         self.memory_gauge = host::define_metric(MetricType::Gauge, metrics::VM_MEMORY_BYTES)
             .map_err(|status| log::warn!("memory gauge unavailable: {status:?}"))
             .ok();
-        host::set_tick_period(Duration::from_secs(1));
+        host::set_tick_period(TICK);
         true
     }
 
     fn on_tick(&mut self) {
-        self.flush_counters();
-        let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
-        self.add_to_memory_gauge(MEMORY_SHARE.with(|m| m.update(bytes)));
+        // what other workers wrote about pool health, every tick
+        if let Some(health) = &self.health {
+            if let Ok(mut h) = health.try_borrow_mut() {
+                h.sync(host::now_seconds());
+            }
+        }
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % TICKS_PER_FLUSH == 0 {
+            self.flush_counters();
+            let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
+            self.add_to_memory_gauge(MEMORY_SHARE.with(|m| m.update(bytes)));
+        }
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -130,7 +169,9 @@ impl RootContext for Root {
                     Err(status) => log::warn!("metrics unavailable: {status:?}"),
                 }
                 self.flush_counters();
-                self.health = config.health().map(|h| Rc::new(RefCell::new(h)));
+                self.health = config
+                    .health()
+                    .map(|h| Rc::new(RefCell::new(self.shared_health(h, &config))));
                 self.config = Some(Rc::new(config));
                 true
             }

@@ -1,14 +1,20 @@
-//! Per-VM pool health for failover: consecutive gateway-level failures eject
-//! a pool for a while; then one probe request decides whether it is back
+//! Pool health for failover: consecutive gateway-level failures eject a pool
+//! for a while; then one probe request decides whether it is back
 //! (half-open). Pure: the caller passes the time (seconds) and the outcome
 //! of each response.
 //!
-//! State is per VM: each Envoy worker has its own, and learns of a dead pool
-//! from its own traffic.
+//! Each VM keeps its own view (`states`), which routing reads with no host
+//! call. With a [`HealthStore`] attached (`share`), the view follows the one
+//! board every worker of the gateway writes: failures and probe results are
+//! written there at once, and `sync` (on the VM's timer) brings in what the
+//! other workers wrote. Without one, the view is the VM's alone.
 
 mod class;
+mod follow;
+mod shared;
 
 pub use class::{header_number, is_grpc, needs_flags, status_code, Class, Failure, GATEWAY_FLAGS};
+pub use shared::{update, Board, HealthStore, Record, Stored};
 
 /// What a pool's health is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +38,7 @@ pub enum Change {
     Restored,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Health {
     eject_after: u32,
     eject_seconds: u64,
@@ -40,6 +46,30 @@ pub struct Health {
     states: Vec<State>,
     /// Pools not `Closed`: while 0, routing needs no clock and no set.
     troubled: usize,
+    shared: Option<Shared>,
+}
+
+/// The gateway's board, for a view that follows it.
+struct Shared {
+    /// The pools' names, in config order: the board is keyed by name, so a
+    /// config push that keeps a pool keeps its record.
+    names: Vec<String>,
+    store: Box<dyn HealthStore>,
+    /// This VM's token, as the holder of a probe lease.
+    me: u64,
+    /// The board's version last brought in: an unchanged board is not read
+    /// again.
+    seen: Option<u32>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("names", &self.names)
+            .field("me", &self.me)
+            .field("seen", &self.seen)
+            .finish()
+    }
 }
 
 impl Health {
@@ -52,6 +82,7 @@ impl Health {
             weights,
             states,
             troubled: 0,
+            shared: None,
         }
     }
 
@@ -70,19 +101,24 @@ impl Health {
         if self.troubled == 0 {
             return None;
         }
-        let mut out = vec![false; self.states.len()];
-        for (state, down) in self.states.iter_mut().zip(out.iter_mut()) {
-            match *state {
-                State::Open { until } if now >= until => {
-                    *state = State::HalfOpen { probing: false }
+        if self.shared.is_some() {
+            // the probe is the gateway's, not this VM's: claim it on the board
+            self.claim_expired(now);
+        } else {
+            for state in &mut self.states {
+                match *state {
+                    State::Open { until } if now >= until => {
+                        *state = State::HalfOpen { probing: false }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-            *down = matches!(
-                state,
-                State::Open { .. } | State::HalfOpen { probing: true }
-            );
         }
+        let out = self
+            .states
+            .iter()
+            .map(|s| matches!(s, State::Open { .. } | State::HalfOpen { probing: true }))
+            .collect();
         Some(out)
     }
 
@@ -107,11 +143,18 @@ impl Health {
     }
 
     /// The outcome of a response from `pool` at `now`: `failed` when Envoy
-    /// itself failed to reach the pool.
+    /// itself failed to reach the pool. With a board, a failure, a probe's
+    /// outcome or the first success after failures is written there (the
+    /// healthy path, a success with no failures known, writes nothing).
     pub fn record(&mut self, pool: usize, failed: bool, now: u64) -> Change {
         let Some(state) = self.states.get(pool).copied() else {
             return Change::None;
         };
+        if failed || state != (State::Closed { failures: 0 }) {
+            if let Some(change) = self.record_shared(pool, failed, now) {
+                return change;
+            }
+        }
         let (next, change) = match (state, failed) {
             (State::Closed { .. }, false) => (State::Closed { failures: 0 }, Change::None),
             (State::Closed { failures }, true) => {

@@ -30,4 +30,5 @@ mod rng;
 mod rollout;
 mod rotation;
 mod sessions;
+mod shared_health;
 mod token;

@@ -1,0 +1,186 @@
+//! A VM's view of pool health following the gateway's board: brought in on
+//! attach and on the VM's timer, written at once on a failure or a probe's
+//! outcome, and the probe of a pool coming back claimed as a lease so that
+//! one request in the whole gateway probes it.
+
+use super::shared::{update, Board, HealthStore, Record};
+use super::{Change, Health, Shared, State};
+
+impl Health {
+    /// The same health, following the gateway's board in `store` from now on:
+    /// records of pools not in `names` are forgotten (a pool removed from the
+    /// config, or renamed), and the others are brought in, so an ejection
+    /// outlives a config push. `me`: this VM's token, unique among workers.
+    pub fn share(
+        mut self,
+        names: Vec<String>,
+        mut store: Box<dyn HealthStore>,
+        me: u64,
+        now: u64,
+    ) -> Health {
+        if store.load().is_none() {
+            // a first board, so that every later write is compare-and-swap
+            store.store(&Board::default().encode(), 0);
+        }
+        let known = |name: &[u8]| names.iter().any(|n| n.as_bytes() == name);
+        let board = update(store.as_mut(), |b| b.retain(known));
+        self.shared = Some(Shared {
+            names,
+            store,
+            me,
+            seen: None,
+        });
+        if let Some((board, version, ())) = board {
+            self.bring_in(&board, version, now);
+        }
+        self
+    }
+
+    /// Brings in what other workers wrote, if the board changed. For the
+    /// VM's timer. It claims nothing: a probe is claimed by a VM about to
+    /// route a request (`out_of_service`), and Envoy's main-thread VM, which
+    /// ticks but routes nothing, must not hold it.
+    pub fn sync(&mut self, now: u64) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let Some((bytes, version)) = shared.store.load() else {
+            return;
+        };
+        if shared.seen != Some(version) {
+            self.bring_in(&Board::decode(&bytes), version, now);
+        }
+    }
+
+    /// `record` on the board; `None` without one, or when the host refused
+    /// (the VM's own view then decides).
+    pub(super) fn record_shared(&mut self, pool: usize, failed: bool, now: u64) -> Option<Change> {
+        let (eject_after, eject_seconds) = (self.eject_after, self.eject_seconds);
+        let shared = self.shared.as_mut()?;
+        let names = &shared.names;
+        let weights = &self.weights;
+        let name = names.get(pool)?.clone();
+        let (board, version, change) = update(shared.store.as_mut(), |board| {
+            let open = Record::Open {
+                until: now.saturating_add(eject_seconds),
+            };
+            let (next, change) = match (board.get(&name), failed) {
+                (Record::Closed { .. }, false) => (Record::Closed { failures: 0 }, Change::None),
+                (Record::Closed { failures }, true) => {
+                    let failures = failures.saturating_add(1);
+                    let another = names.iter().zip(weights).any(|(n, &w)| {
+                        *n != name && w > 0 && matches!(board.get(n), Record::Closed { .. })
+                    });
+                    if failures >= eject_after && another {
+                        (open, Change::Ejected)
+                    } else {
+                        (Record::Closed { failures }, Change::None)
+                    }
+                }
+                (Record::HalfOpen { .. }, false) => {
+                    (Record::Closed { failures: 0 }, Change::Restored)
+                }
+                (Record::HalfOpen { .. }, true) => (open, Change::Ejected),
+                // answers to requests sent before the ejection
+                (r @ Record::Open { .. }, _) => (r, Change::None),
+            };
+            board.set(&name, next);
+            change
+        })?;
+        self.bring_in(&board, version, now);
+        Some(change)
+    }
+
+    /// Makes this VM's view the board's. A probe this VM holds stays its
+    /// own; a lease held elsewhere, or free, keeps the pool out of service
+    /// here until this VM claims it.
+    fn bring_in(&mut self, board: &Board, version: u32, now: u64) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        shared.seen = (version != 0).then_some(version);
+        let me = shared.me;
+        let longest = self.eject_seconds;
+        let next: Vec<State> = shared
+            .names
+            .iter()
+            .zip(&self.states)
+            .map(|(name, &local)| match board.get(name) {
+                Record::Closed { failures } => State::Closed { failures },
+                // a time further off than an ejection lasts is not ours: cap it
+                Record::Open { until } => State::Open {
+                    until: until.min(now.saturating_add(longest)),
+                },
+                Record::HalfOpen { holder, until } if holder == me && now < until => match local {
+                    State::HalfOpen { probing } => State::HalfOpen { probing },
+                    _ => State::HalfOpen { probing: false },
+                },
+                Record::HalfOpen { .. } => State::HalfOpen { probing: true },
+            })
+            .collect();
+        for (pool, state) in next.into_iter().enumerate() {
+            self.set(pool, state);
+        }
+    }
+
+    /// Claims the probe of every pool whose ejection (or whose probe lease)
+    /// ran out; a claim another worker won leaves the pool out of service
+    /// here.
+    pub(super) fn claim_expired(&mut self, now: u64) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let waiting: Vec<String> = shared
+            .names
+            .iter()
+            .zip(&self.states)
+            .filter(|(_, s)| match s {
+                State::Open { until } => now >= *until,
+                State::HalfOpen { probing } => *probing,
+                State::Closed { .. } => false,
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let (me, lease) = (shared.me, self.eject_seconds.max(1));
+        let claimed = update(shared.store.as_mut(), |board| {
+            let mut mine = Vec::new();
+            for name in &waiting {
+                // a time further off than an ejection or a lease lasts is
+                // not one this config wrote: it frees the pool, never sticks
+                let over = |until: u64| now >= until || until > now.saturating_add(lease);
+                let free = match board.get(name) {
+                    Record::Open { until } => over(until),
+                    Record::HalfOpen { holder, until } => holder != me && over(until),
+                    Record::Closed { .. } => false,
+                };
+                if free {
+                    board.set(
+                        name,
+                        Record::HalfOpen {
+                            holder: me,
+                            until: now.saturating_add(lease),
+                        },
+                    );
+                    mine.push(name.clone());
+                }
+            }
+            mine
+        });
+        if let Some((board, version, mine)) = claimed {
+            self.bring_in(&board, version, now);
+            // a lease just won: this VM's next request there is the probe
+            for name in mine {
+                let pool = self
+                    .shared
+                    .as_ref()
+                    .and_then(|s| s.names.iter().position(|n| *n == name));
+                if let Some(pool) = pool {
+                    self.set(pool, State::HalfOpen { probing: false });
+                }
+            }
+        }
+    }
+}
