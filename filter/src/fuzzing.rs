@@ -13,9 +13,10 @@ use crate::rng::Prng;
 use crate::stream::{conclude, respond, route, HeaderSource};
 
 const KEY: &[u8] = b"fuzzing key, 32 bytes long .....";
+const OLD_KEY: &[u8] = b"an earlier key, 32 bytes long...";
 
-fn env(_: &str) -> Option<Vec<u8>> {
-    Some(KEY.to_vec())
+fn env(name: &str) -> Option<Vec<u8>> {
+    Some(if name == "OLD" { OLD_KEY } else { KEY }.to_vec())
 }
 
 /// Configs the request harness chooses from (by the input's first byte).
@@ -23,7 +24,8 @@ const CONFIGS: &[&str] = &[
     r#"{"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}]}"#,
     r#"{"pools": [{"name": "a", "weight": 0}, {"name": "b.v1_2", "weight": 3, "cluster": "outbound|80|b|svc"},
         {"name": "c", "weight": 0, "evict": true}],
-       "cookie": {"name": "s", "signingKeyEnv": "K", "sameSite": "None"}, "generation": "g7",
+       "cookie": {"name": "s", "signingKeyEnv": "K", "previousSigningKeyEnvs": ["OLD"], "sameSite": "None"},
+       "generation": "g7",
        "clusterHeader": "x-cluster", "debugHeader": "x-debug",
        "rules": [{"match": {"headers": [{"name": "x-beta", "regex": "(yes|on)[0-9]*"}]}, "pool": "a", "sticky": true},
                  {"match": {"path": {"prefix": "/v2/"}, "query": [{"name": "p", "present": true}]}, "pool": "c"},
@@ -239,5 +241,88 @@ fn assert_reads_back(config: &Config, header: &str, payload: Payload, pool: &str
     assert!(
         again == Verdict::Valid(payload),
         "issued cookie {header:?} for {pool} does not read back: {again:?}"
+    );
+}
+
+/// The pool health board that workers share: the input as the stored bytes
+/// (what another plugin, a torn write or a racing writer may leave), then
+/// workers acting on it as the input says. Reading must never panic nor
+/// leave a pool ejected past its time.
+pub fn board(data: &[u8]) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use crate::health::{Board, Health, HealthStore, Stored};
+
+    let board = Board::decode(data);
+    assert_eq!(
+        Board::decode(&board.encode()),
+        board,
+        "a board reads back as written"
+    );
+
+    #[derive(Clone)]
+    struct Mem(Rc<RefCell<(Option<Vec<u8>>, u32)>>);
+    impl HealthStore for Mem {
+        fn load(&mut self) -> Option<(Vec<u8>, u32)> {
+            let s = self.0.borrow();
+            s.0.clone().map(|b| (b, s.1))
+        }
+        fn store(&mut self, bytes: &[u8], version: u32) -> Stored {
+            let mut s = self.0.borrow_mut();
+            if version != 0 && version != s.1 {
+                return Stored::Conflict;
+            }
+            *s = (Some(bytes.to_vec()), s.1.wrapping_add(1));
+            Stored::Yes
+        }
+    }
+    let mem = Mem(Rc::new(RefCell::new((Some(data.to_vec()), 1))));
+    let names: Vec<String> = ["pool1", "pool2", "p.3"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let start = 1_800_000_000u64;
+    let mut workers: Vec<Health> = (1..=3u64)
+        .map(|me| {
+            Health::new(vec![1, 1, 0], 2, 10).share(names.clone(), Box::new(mem.clone()), me, start)
+        })
+        .collect();
+    let mut now = start;
+    for &op in data.iter().take(256) {
+        let (w, pool) = (usize::from(op % 3), usize::from((op >> 2) % 3));
+        let Some(h) = workers.get_mut(w) else {
+            continue;
+        };
+        now += u64::from(op >> 5);
+        match op >> 4 & 3 {
+            0 => {
+                h.record(pool, true, now);
+            }
+            1 => {
+                h.record(pool, false, now);
+            }
+            2 => h.sync(now),
+            _ => {
+                let down = h.out_of_service(now);
+                assert!(down.as_ref().is_none_or(|d| d.len() == names.len()));
+                h.claim_probe(pool);
+            }
+        }
+    }
+    // whatever happened, every ejection ends: an ejection lasts 10 s, a
+    // probe lease as long; then some worker may send the probe
+    let later = now + 21;
+    let mut usable = vec![false; names.len()];
+    for h in &mut workers {
+        h.sync(later);
+        let down = h.out_of_service(later).unwrap_or_default();
+        for (pool, u) in usable.iter_mut().enumerate() {
+            *u |= !down.get(pool).copied().unwrap_or(false);
+        }
+    }
+    assert!(
+        usable.iter().all(|&u| u),
+        "a pool is out of service for every worker: {usable:?}"
     );
 }

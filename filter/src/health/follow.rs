@@ -153,7 +153,8 @@ impl Health {
                 let over = |until: u64| now >= until || until > now.saturating_add(lease);
                 let free = match board.get(name) {
                     Record::Open { until } => over(until),
-                    Record::HalfOpen { holder, until } => holder != me && over(until),
+                    // a lease of this VM's that ran out is free again, too
+                    Record::HalfOpen { until, .. } => over(until),
                     Record::Closed { .. } => false,
                 };
                 if free {

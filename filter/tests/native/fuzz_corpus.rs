@@ -31,5 +31,6 @@ fn committed_fuzz_inputs_do_not_panic() {
     assert_eq!(parsed, total, "a fixed fuzzing config is refused");
     assert!(replay("config", fuzzing::config) >= 4);
     assert!(replay("cookie", fuzzing::cookie) >= 3);
-    assert!(replay("request", fuzzing::request) >= 5);
+    assert!(replay("request", fuzzing::request) >= 7);
+    assert!(replay("board", fuzzing::board) >= 3);
 }
