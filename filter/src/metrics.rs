@@ -1,18 +1,20 @@
 //! Counter names, defined once per VM when the config loads: per (pool,
 //! reason) for requests, per (pool, class) for responses, per pool for
 //! ejections and for users moved off a failing pool. Labels are in the name,
-//! in a form Envoy's stats tag extraction turns into Prometheus labels (see
-//! docs/metrics.md):
+//! in the convention Istio's `extraStatTags` turn into Prometheus labels
+//! (each tag `T` becomes the stats tag regex `(T=\.=(.*?);\.;)`; plain Envoy
+//! takes the same three rules, see docs/metrics.md):
 //!
 //! ```text
-//! sticky_split_requests_total_reason=<reason>_pool=<pool>
+//! sticky_split_requests_total.reason=.=<reason>;.;pool=.=<pool>;.;
 //!   -> sticky_split_requests_total{reason="<reason>",pool="<pool>"}
-//! sticky_split_responses_total_class=<class>_pool=<pool>
-//! sticky_split_ejections_total_pool=<pool>
-//! sticky_split_failovers_total_pool=<pool>
+//! sticky_split_responses_total.class=.=<class>;.;pool=.=<pool>;.;
+//! sticky_split_ejections_total.pool=.=<pool>;.;
+//! sticky_split_failovers_total.pool=.=<pool>;.;
 //! ```
-//! The pool comes last because pool names may contain `_` and `.`; reason
-//! and class names never do.
+//! The name comes first, so that without the tag rules the counters still
+//! sort by metric. Pool names are tokens (no `;` or `=`), so a value cannot
+//! end early; `config` refuses the ones Istio's other extractors would read.
 
 use std::cell::Cell;
 
@@ -56,8 +58,25 @@ fn delta(before: u64, after: u64) -> i64 {
     signed(after).saturating_sub(signed(before))
 }
 
+/// `name`, tagged with (tag, value) pairs in the extraStatTags convention.
+fn tagged(name: &str, tags: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(name.len() + 48);
+    out.push_str(name);
+    out.push('.');
+    for (tag, value) in tags {
+        out.push_str(tag);
+        out.push_str("=.=");
+        out.push_str(value);
+        out.push_str(";.;");
+    }
+    out
+}
+
 pub fn counter_name(pool: &str, reason: Reason) -> String {
-    format!("{REQUESTS_TOTAL}_reason={}_pool={pool}", reason.as_str())
+    tagged(
+        REQUESTS_TOTAL,
+        &[("reason", reason.as_str()), ("pool", pool)],
+    )
 }
 
 /// Position of the (pool, reason) request counter: the table starts with
@@ -111,15 +130,15 @@ pub fn all_counters<'a>(pools: impl IntoIterator<Item = &'a str> + Clone) -> Vec
     let responses = pools.clone().into_iter().flat_map(|pool| {
         Class::COUNTED
             .iter()
-            .map(move |c| format!("{RESPONSES_TOTAL}_class={}_pool={pool}", c.as_str()))
+            .map(move |c| tagged(RESPONSES_TOTAL, &[("class", c.as_str()), ("pool", pool)]))
     });
     let ejections = pools
         .clone()
         .into_iter()
-        .map(|pool| format!("{EJECTIONS_TOTAL}_pool={pool}"));
+        .map(|pool| tagged(EJECTIONS_TOTAL, &[("pool", pool)]));
     let failovers = pools
         .into_iter()
-        .map(|pool| format!("{FAILOVERS_TOTAL}_pool={pool}"));
+        .map(|pool| tagged(FAILOVERS_TOTAL, &[("pool", pool)]));
     requests
         .chain(responses)
         .chain(ejections)

@@ -213,6 +213,24 @@ fn refusals_name_the_field() {
             "integer",
         ),
         (
+            "pool name Istio's cache extractor misreads",
+            r#"{"pools": [{"name": "cache.v2", "weight": 1}]}"#.into(),
+            "pools[0].name",
+            "contains \"cache.\"",
+        ),
+        (
+            "pool name Istio's tag extractor misreads",
+            r#"{"pools": [{"name": "a", "weight": 1}, {"name": "v2.tag.b", "weight": 1}]}"#.into(),
+            "pools[1].name",
+            "tag\\.(.+?);\\.",
+        ),
+        (
+            "pool name Envoy's worker extractor misreads",
+            r#"{"pools": [{"name": "worker_12.blue", "weight": 1}]}"#.into(),
+            "pools[0].name",
+            "worker_12.",
+        ),
+        (
             "cluster with a space",
             r#"{"pools": [{"name": "a", "weight": 1, "cluster": "my cluster"}]}"#.into(),
             "pools[0].cluster",
@@ -437,6 +455,22 @@ fn refusals_name_the_field() {
         }
     }
     assert!(istio_forms > 60, "{istio_forms} cases were valid JSON");
+}
+
+#[test]
+fn pool_names_the_extractors_leave_alone_are_accepted() {
+    for name in [
+        "worker_1",
+        "worker_x.y",
+        "my.worker_1",
+        "v1.2_b",
+        "tagged",
+        "caches",
+        "stable-2",
+    ] {
+        let json = format!(r#"{{"pools": [{{"name": "{name}", "weight": 1}}]}}"#);
+        assert!(load(&json).is_ok(), "{name}");
+    }
 }
 
 #[test]

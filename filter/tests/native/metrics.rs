@@ -60,24 +60,24 @@ fn names_and_slots_agree() {
             assert_eq!(
                 names[at],
                 format!(
-                    "sticky_split_responses_total_class={}_pool={pool}",
+                    "sticky_split_responses_total.class=.={};.;pool=.={pool};.;",
                     c.as_str()
                 )
             );
         }
         assert_eq!(
             names[table.ejection(p)],
-            format!("sticky_split_ejections_total_pool={pool}")
+            format!("sticky_split_ejections_total.pool=.={pool};.;")
         );
         assert_eq!(
             names[table.failover(p)],
-            format!("sticky_split_failovers_total_pool={pool}")
+            format!("sticky_split_failovers_total.pool=.={pool};.;")
         );
     }
     // a WebSocket upgrade (101) is counted, so the classes sum to the requests
     assert_eq!(
         names[table.response(1, Class::Informational)],
-        "sticky_split_responses_total_class=1xx_pool=v1.2_b"
+        "sticky_split_responses_total.class=.=1xx;.;pool=.=v1.2_b;.;"
     );
     // every slot is named once
     let mut sorted = names.clone();
@@ -86,7 +86,7 @@ fn names_and_slots_agree() {
     assert_eq!(sorted.len(), names.len());
     assert_eq!(
         counter_name("v1.2_b", Reason::DrainedPinned),
-        "sticky_split_requests_total_reason=drained-pinned_pool=v1.2_b"
+        "sticky_split_requests_total.reason=.=drained-pinned;.;pool=.=v1.2_b;.;"
     );
     assert!(Reason::ALL
         .iter()
