@@ -4,7 +4,7 @@ and the debug header."""
 import time
 
 from helpers import assert_vm_healthy, requests_counted
-from stickysplit import envoy
+from stickysplit import envoy, testbed
 from stickysplit.http import Client
 from stickysplit.metrics import total_at_least, until
 from stickysplit.testbed import COOKIE, DEBUG_HEADER
@@ -178,3 +178,34 @@ def test_response_counters_can_be_switched_off(workdir, base_config):
         assert sum(got.values()) == 51
         assert set(responses.values()) == {0}
         assert_vm_healthy(g)
+
+
+def test_export_decision_puts_pool_and_reason_in_the_access_log(workdir, base_config):
+    """With exportDecision, each request's pool and reason are filter state
+    that an access log reads (%FILTER_STATE(wasm.sticky_split.pool:PLAIN)%);
+    without it, there is none."""
+    fmt = ("%REQ(x-id)% %FILTER_STATE(wasm.sticky_split.pool:PLAIN)% "
+           "%FILTER_STATE(wasm.sticky_split.reason:PLAIN)%\n")
+    for export in (True, False):
+        log = workdir / f"access-{export}-{time.monotonic_ns()}.log"
+
+        def edit(config):
+            testbed.connection_manager(config)["access_log"] = [{
+                "name": "envoy.access_loggers.file", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": str(log), "log_format": {"text_format_source": {"inline_string": fmt}}}}]
+
+        plugin = dict(envoy.plugin_config(base_config), exportDecision=export)
+        with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir, edit=edit) as g:
+            expected = {}
+            for i in range(60):
+                cookie = [("Cookie", f"{COOKIE}=pool2")] if i % 3 == 0 else []
+                r = Client(g.gateway, keepalive=False).get("/", [("x-id", f"r{i}"), *cookie])
+                expected[f"r{i}"] = (r.served_by, "sticky" if cookie else "new")
+            lines = until(lambda: [l.split() for l in log.read_text().splitlines()] if log.exists() else [],
+                          lambda ls: len(ls) >= len(expected), what="access log lines")
+        got = {rid: (pool, reason) for rid, pool, reason in lines}
+        if export:
+            assert got == expected
+        else:
+            assert set(got.values()) == {("-", "-")}

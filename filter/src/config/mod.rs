@@ -118,6 +118,10 @@ pub struct Config {
     pub clear_route_cache: bool,
     /// Count responses per pool and class (`sticky_split_responses_total`).
     pub response_counters: bool,
+    /// Write each request's pool and reason as filter state
+    /// (`wasm.sticky_split.pool`, `wasm.sticky_split.reason`) for access logs
+    /// and Istio's Telemetry API.
+    pub export_decision: bool,
     picker: WeightedPicker,
     rendezvous: Rendezvous,
     codec: Codec,

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub session_header: Option<String>,
     pub clear_route_cache: Option<bool>,
     pub response_counters: Option<bool>,
+    pub export_decision: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -69,6 +69,7 @@ pub(super) fn validate(
         session_header,
         clear_route_cache: raw.clear_route_cache.unwrap_or(false),
         response_counters: raw.response_counters.unwrap_or(true),
+        export_decision: raw.export_decision.unwrap_or(false),
         picker,
         rendezvous,
         codec,

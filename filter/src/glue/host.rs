@@ -86,6 +86,15 @@ pub(super) fn property(path: &[&str]) -> Option<Vec<u8>> {
     or_log("get property", hostcalls::get_property(path.to_vec())).flatten()
 }
 
+/// Sets a property of the stream: Envoy keeps it as filter state
+/// `wasm.<path>`.
+pub(super) fn set_property(path: &str, value: &str) {
+    or_log(
+        "set property",
+        hostcalls::set_property(vec![path], Some(value.as_bytes())),
+    );
+}
+
 /// The host's clock.
 pub(super) fn now() -> SystemTime {
     or_log("get current time", hostcalls::get_current_time()).unwrap_or(UNIX_EPOCH)

@@ -192,6 +192,9 @@ impl HttpFilter {
         if config.clear_route_cache {
             clear_route_cache();
         }
+        for (path, value) in routed.exported(config) {
+            host::set_property(path, value);
+        }
         self.counters.count(routed.counter());
     }
 

@@ -49,6 +49,11 @@ pub trait HeaderSource {
     fn response_flags(&mut self) -> u64;
 }
 
+/// The property paths of the exported decision (one element each: Envoy
+/// prefixes `wasm.` to name the filter state).
+pub const EXPORTED_POOL: &str = "sticky_split.pool";
+pub const EXPORTED_REASON: &str = "sticky_split.reason";
+
 /// What a request speaks, for judging its response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
@@ -115,6 +120,21 @@ impl Routed {
             Some((header, p.cluster.as_str()))
         });
         route.into_iter().chain(cluster)
+    }
+
+    /// The filter state to write when the config exports decisions: the
+    /// pool's name and the reason, under property paths Envoy keeps as
+    /// `wasm.sticky_split.pool` and `wasm.sticky_split.reason`.
+    pub fn exported<'a>(
+        &self,
+        config: &'a Config,
+    ) -> impl Iterator<Item = (&'static str, &'a str)> {
+        let pool = config
+            .pool(self.decision.pool)
+            .filter(|_| config.export_decision);
+        let reason = self.decision.reason.as_str();
+        pool.into_iter()
+            .flat_map(move |p| [(EXPORTED_POOL, p.name.as_str()), (EXPORTED_REASON, reason)])
     }
 
     /// The request counter of this decision.

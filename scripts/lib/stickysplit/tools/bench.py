@@ -96,6 +96,9 @@ def variants(backend_port):
         # what the features that read more than the floor cost: no response
         # counters, no failover (no :status read), Secure fixed (no :scheme read)
         "sticky-split-lean": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(lean))], two),
+        # each decision exported as filter state: two set_property calls per request
+        "sticky-split-export": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(dict(plugin, exportDecision=True)))],
+                                two),
         # server-side timeouts: a clock read per request, stamped values
         "sticky-split-timeouts": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(timed))], two),
         # a second, identical sticky-split gateway: for pairs of sticky-split with itself
@@ -108,7 +111,8 @@ def preflight(g, variant):
     """A variant that routes on the header must route a returning pool2 user
     by the pool2 route: Envoy matched the route again after the filter set
     the header (without a clear_route_cache call, in sticky-split's case)."""
-    if variant not in ("lua", "floor", "sticky-split", "sticky-split-2", "sticky-split-timeouts", "sticky-split-lean"):
+    if variant not in ("lua", "floor", "sticky-split", "sticky-split-2", "sticky-split-timeouts", "sticky-split-lean",
+                       "sticky-split-export"):
         return
     from ..http import Client
 
