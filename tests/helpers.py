@@ -38,3 +38,25 @@ def backend(workdir, pool, at, status=200):
     config = {"admin": {"address": envoy.address(0)},
               "static_resources": {"listeners": [envoy.sample_backend(pool, at, status=status)], "clusters": []}}
     return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{at.lstrip('@')}", concurrency=1)
+
+
+def failed_until_moved(visit, users, dead="pool2", alive="pool1", attempts=3):
+    """Users pinned to the `dead` pool each make up to `attempts` requests
+    with `visit(user, cookie_value)`, taking any cookie they are given; every
+    answer is a 503 or the `alive` pool's, and each user ends on `alive`.
+    Returns the failed responses per user."""
+    from stickysplit.testbed import COOKIE
+
+    failed = []
+    for user in range(users):
+        cookie, n = dead, 0
+        for _ in range(attempts):
+            r = visit(user, cookie)
+            if r.status == 503:
+                n += 1
+            else:
+                assert (r.status, r.served_by) == (200, alive)
+            cookie = r.issued(COOKIE) or cookie
+        assert cookie == alive
+        failed.append(n)
+    return failed

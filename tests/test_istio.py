@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import assert_vm_healthy, backend
+from helpers import assert_vm_healthy, backend, failed_until_moved
 from stickysplit import envoy, istio, testbed
 from stickysplit.http import Client
 from stickysplit.live import Load, add_pool_backend
@@ -255,18 +255,7 @@ def test_pool_health_spans_the_workers_and_outlives_a_push(workdir, agent):
 
             assert visit("pool2").served_by == "pool2"
             b2.stop()
-            failed = []
-            for user in range(40):
-                cookie, n = "pool2", 0
-                for _ in range(3):
-                    r = visit(cookie)
-                    if r.status == 503:
-                        n += 1
-                    else:
-                        assert (r.status, r.served_by) == (200, "pool1")
-                    cookie = r.issued(COOKIE) or cookie
-                assert cookie == "pool1"
-                failed.append(n)
+            failed = failed_until_moved(lambda _, cookie: visit(cookie), 40)
             ejected_at = time.monotonic()
             assert max(failed) == 1, failed
             assert eject_after <= sum(failed) <= eject_after + workers - 1, failed

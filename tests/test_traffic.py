@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from helpers import assert_vm_healthy, requests_counted
+from helpers import assert_vm_healthy, failed_until_moved, requests_counted
 from stickysplit import envoy, testbed
 from stickysplit.http import Client, h2c_get, h2c_requests
 from stickysplit.metrics import total_at_least, until
@@ -87,6 +87,17 @@ def responses_counted(gw, total):
                  what="sticky_split_responses_total")
 
 
+def read_head(conn):
+    """Bytes from `conn` up to the end of an HTTP head (or until it closes)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def websocket_backend():
     """A listener that answers every request with 101 Switching Protocols."""
     sock = socket.socket()
@@ -100,12 +111,7 @@ def websocket_backend():
             except OSError:
                 return
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
+                read_head(conn)
                 conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                              b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nx-served-by: ws\r\n\r\n")
 
@@ -121,12 +127,7 @@ def upgrade(port, cookie=None):
         lines.append(f"Cookie: {COOKIE}={cookie}")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_head(s)
     head = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
     headers = [tuple(x.strip() for x in line.split(":", 1)) for line in head[1:]]
     return int(head[0].split()[1]), [(k.lower(), v) for k, v in headers]
@@ -216,18 +217,9 @@ def test_a_dead_pool_over_http2_costs_each_user_one_failed_response(workdir, bas
     dead.close()  # nothing listens there: connection refused (UF)
     with gateway(workdir, base_config, pool2_cluster=envoy.static_cluster("pool2-cluster", port),
                  failover={"ejectAfter": 3}) as gw:
-        failed = []
-        for user in range(12):
-            cookie, n = "pool2", 0
-            for _ in range(3):
-                r = h2c_get(gw.gateway, "/", [("cookie", f"u={user}"), ("cookie", f"{COOKIE}={cookie}")])
-                if r.status == 503:
-                    n += 1
-                else:
-                    assert (r.status, r.served_by) == (200, "pool1")
-                cookie = r.issued(COOKIE) or cookie
-            assert cookie == "pool1"
-            failed.append(n)
+        failed = failed_until_moved(
+            lambda user, cookie: h2c_get(gw.gateway, "/", [("cookie", f"u={user}"), ("cookie", f"{COOKIE}={cookie}")]),
+            12)
         assert max(failed) == 1 and sum(failed) == 3, failed
         until(lambda: gw.metric("sticky_split_ejections_total", "pool")["pool2"], 1, what="pool2's ejections")
         responses = responses_counted(gw, 12 * 3)
