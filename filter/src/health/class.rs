@@ -142,11 +142,11 @@ pub fn status_code(value: Option<&[u8]>) -> u16 {
     header_number(value).unwrap_or(0)
 }
 
-/// Whether a response needs Envoy's response flags to be classed: a 5xx,
-/// and every gRPC answer (Envoy's own failure replies to a gRPC call are
-/// HTTP 200 with a `grpc-status`).
-pub fn needs_flags(status: u16, grpc: bool) -> bool {
-    grpc || status >= 500
+/// Whether an HTTP response needs Envoy's response flags to be classed:
+/// only a 5xx can be a gateway-level failure. (A gRPC call's error status
+/// needs them too: Envoy's failure replies to gRPC are HTTP 200.)
+pub fn needs_flags(status: u16) -> bool {
+    status >= 500
 }
 
 /// Whether a request's `content-type` makes it a gRPC call (`application/grpc`,

@@ -10,7 +10,7 @@ use super::{issue, HeaderSource, Protocol, Routed};
 use crate::config::Config;
 use crate::decide::{fail_over, moves_on_failure, Conditions, Decision};
 use crate::health::{
-    header_number, needs_flags, status_code, Change, Class, Failure, Health, State, GATEWAY_FLAGS,
+    header_number, needs_flags, status_code, Change, Class, Failure, Health, State,
 };
 use crate::metrics::CounterLayout;
 use crate::request::Request;
@@ -51,9 +51,9 @@ impl Counts {
 }
 
 /// Judges the response to `routed` and plans what to write. Reads the
-/// `:status` only when counters or failover need it, the response flags for
-/// a 5xx or a gRPC call, a gRPC call's `grpc-status` header, and the request
-/// headers again only to move a user. An unreadable `:status` is counted as
+/// `:status` only when counters or failover need it, a gRPC call's
+/// `grpc-status` header, the response flags for a 5xx or a gRPC error, and
+/// the request headers again only to move a user. An unreadable `:status` is counted as
 /// a 5xx. `health`: the VM's pool health, when failover is on.
 pub fn respond<'a, S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     config: &'a Config,
@@ -66,27 +66,39 @@ pub fn respond<'a, S: HeaderSource + ?Sized, R: Rng + ?Sized>(
         return plan(config, routed, Judged::default());
     }
     let status = status_code(source.response_header(":status").as_deref());
-    let grpc = routed.protocol.is_grpc();
-    let flags = if needs_flags(status, grpc) {
-        source.response_flags()
-    } else {
-        0
-    };
-    let class = match routed.protocol {
-        Protocol::Http => Some(Class::of(status, flags)),
+    let (class, flags) = match routed.protocol {
+        Protocol::Http => {
+            let flags = if needs_flags(status) {
+                source.response_flags()
+            } else {
+                0
+            };
+            (Some(Class::of(status, flags)), flags)
+        }
         Protocol::Grpc | Protocol::GrpcWeb => {
             let code = header_number(source.response_header("grpc-status").as_deref());
-            match code {
-                // a trailers-only response, Envoy's own failure replies among them
+            // Envoy's own failure replies to a gRPC call are trailers-only
+            // with an error status (HTTP 200): only an error, or a 5xx,
+            // needs the flags; a call going well reads none
+            let flags = match code {
+                Some(0) => 0,
+                Some(_) => source.response_flags(),
+                None if needs_flags(status) => source.response_flags(),
+                None => 0,
+            };
+            let class = match code {
+                // a trailers-only response
                 Some(code) => Some(Class::of_grpc(Some(code), flags)),
-                _ if flags & GATEWAY_FLAGS != 0 => Some(Class::Gateway),
-                // not a gRPC answer at all: the client maps the HTTP status
-                _ if status != 200 => Some(Class::of(status, flags)),
-                // gRPC-Web carries its status in the body: the HTTP status
-                // is all the filter sees
-                _ if routed.protocol == Protocol::GrpcWeb => Some(Class::of(status, flags)),
-                _ => None,
-            }
+                // not a gRPC answer at all (the client maps the HTTP status),
+                // or gRPC-Web, whose status travels in the body: the HTTP
+                // status is all the filter sees
+                None if status != 200 || routed.protocol == Protocol::GrpcWeb => {
+                    Some(Class::of(status, flags))
+                }
+                // the status comes in the trailers
+                None => None,
+            };
+            (class, flags)
         }
     };
     let judged = match class {

@@ -262,6 +262,10 @@ fn grpc_outcomes_are_counted_by_status() {
         } else {
             assert!(out.pending && out.class.is_none(), "{label}");
             assert_eq!(
+                src.flag_reads, 0,
+                "{label}: a call going well reads no flags"
+            );
+            assert_eq!(
                 out.counts.iter().count(),
                 0,
                 "{label}: counted before the status"
