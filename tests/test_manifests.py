@@ -219,3 +219,29 @@ def test_telemetry_schema_is_strict(change, error):
 
 def test_telemetry_validates_as_v1alpha1_too():
     assert manifests.validate_schema(mutated("kubernetes", "Telemetry", _as_v1alpha1)) == []
+
+
+EXTRA_STAT_TAGS = ("sidecar.istio.io/extraStatTags", "reason,class,pool")
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_the_gateway_the_plugin_runs_on_carries_extra_stat_tags(name):
+    """Istio labels the filter's counters only when the gateway pod carries
+    the annotation: on the pod template of the Deployment the plugin's
+    selector picks, or for Gateway API in the targeted Gateway's
+    infrastructure.annotations, which Istio copies to the pods it deploys."""
+    docs = [d for _, d in manifests.load_docs(SETS[name])]
+    [plugin] = [d for d in docs if d["kind"] in ("WasmPlugin", "TrafficExtension")]
+    key, value = EXTRA_STAT_TAGS
+    if "selector" in plugin["spec"]:
+        wanted = plugin["spec"]["selector"]["matchLabels"]
+        pods = [d["spec"]["template"] for d in docs if d["kind"] == "Deployment"
+                and d["metadata"]["namespace"] == plugin["metadata"]["namespace"]
+                and wanted.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(pods) == 1, f"{name}: {len(pods)} gateway Deployments match {wanted}"
+        assert pods[0]["metadata"]["annotations"][key] == value
+        assert pods[0]["metadata"]["annotations"]["inject.istio.io/templates"] == "gateway"
+    else:
+        [ref] = plugin["spec"]["targetRefs"]
+        [gateway] = [d for d in docs if d["kind"] == "Gateway" and d["metadata"]["name"] == ref["name"]]
+        assert gateway["spec"]["infrastructure"]["annotations"][key] == value
