@@ -1,11 +1,16 @@
 """The committed Grafana dashboard is what its generator prints, and its
-shape is what Grafana and the queries need. Needs no Envoy; the queries
-themselves run against a real Prometheus in tests/test_prometheus.py."""
+shape is what Grafana and the queries need; the Kiali dashboard and the
+Flagger and Argo templates have the shape their tools read. Needs no Envoy;
+the queries themselves run against a real Prometheus in
+tests/test_prometheus.py."""
 
 import importlib.metadata
 import json
 import re
 
+import yaml
+
+from stickysplit.paths import REPO
 from stickysplit.tools import dashboards
 
 DASHBOARD = json.loads(dashboards.PATH.read_text())
@@ -67,3 +72,42 @@ def test_panels_cover_the_split_decisions_errors_failover_and_memory():
         assert needed in exprs, needed
     ids = [p["id"] for p in DASHBOARD["panels"] if p["type"] != "row"]
     assert len(ids) == len(set(ids))
+
+
+# -- the Kiali dashboard and the rollout templates (their queries run in tests/test_prometheus.py) --
+
+# Kiali's MonitoringDashboard fields (kiali/kiali config/dashboards/dashboards_config.go)
+KIALI_DASHBOARD_FIELDS = {"name", "title", "runtime", "discoverOn", "items", "externalLinks"}
+KIALI_CHART_FIELDS = {"name", "unit", "unitScale", "spans", "startCollapsed", "chartType", "min", "max", "metricName",
+                      "metrics", "dataType", "aggregator", "aggregations", "xAxis", "groupLabels", "sortLabel",
+                      "sortLabelParseAs"}
+
+
+def test_kiali_entry_uses_only_kialis_fields_and_the_labelled_counters():
+    patch = yaml.safe_load((REPO / "wasmplugin/dashboards/kiali-custom-dashboard.yaml").read_text())
+    assert set(patch) == {"spec"} and set(patch["spec"]) == {"custom_dashboards"}
+    [board] = patch["spec"]["custom_dashboards"]
+    assert set(board) <= KIALI_DASHBOARD_FIELDS and board["name"] == "sticky-split"
+    metrics = set()
+    for item in board["items"]:
+        chart = item["chart"]
+        assert set(item) == {"chart"} and set(chart) <= KIALI_CHART_FIELDS, chart
+        assert chart["dataType"] in {"raw", "rate", "histogram"}
+        assert set(a["label"] for a in chart.get("aggregations", [])) <= {"pool", "reason", "class"}
+        metrics |= {m["metricName"] for m in chart["metrics"]}
+    assert metrics == {"sticky_split_requests_total", "sticky_split_responses_total", "sticky_split_ejections_total",
+                       "sticky_split_failovers_total", "sticky_split_vm_memory_bytes"}
+    assert board["discoverOn"] in metrics
+
+
+def test_rollout_templates_take_the_pool_names_they_use():
+    flagger = yaml.safe_load((REPO / "wasmplugin/rollout/flagger-metrictemplate.yaml").read_text())
+    assert (flagger["apiVersion"], flagger["kind"]) == ("flagger.app/v1beta1", "MetricTemplate")
+    assert flagger["spec"]["provider"]["type"] == "prometheus"
+    assert set(re.findall(r"\{\{ (\w+)", flagger["spec"]["query"])) == {"variables", "interval"}
+    assert set(re.findall(r"\{\{ variables\.(\w+) \}\}", flagger["spec"]["query"])) == {"canary_pool", "stable_pool"}
+    argo = yaml.safe_load((REPO / "wasmplugin/rollout/argo-analysistemplate.yaml").read_text())
+    assert (argo["apiVersion"], argo["kind"]) == ("argoproj.io/v1alpha1", "AnalysisTemplate")
+    [metric] = argo["spec"]["metrics"]
+    used = set(re.findall(r"\{\{args\.([\w-]+)\}\}", metric["provider"]["prometheus"]["query"]))
+    assert used == {a["name"] for a in argo["spec"]["args"]} == {"canary-pool", "stable-pool"}
