@@ -20,7 +20,6 @@ Without Prometheus the suite is skipped and says so; under CI=true it fails."""
 import math
 import os
 import re
-import time
 
 import pytest
 import yaml
