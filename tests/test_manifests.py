@@ -22,7 +22,7 @@ def test_manifests_validate_strictly_and_agree(name):
 def test_use_cases_have_what_they_need():
     kinds = {n: {d["kind"] for _, d in manifests.load_docs(p)} for n, p in SETS.items()}
     assert {"Namespace", "Deployment", "Service", "DestinationRule", "Gateway", "WasmPlugin",
-            "VirtualService", "HorizontalPodAutoscaler"} <= kinds["kubernetes"]
+            "VirtualService", "HorizontalPodAutoscaler", "Telemetry"} <= kinds["kubernetes"]
     assert {"ServiceEntry", "DestinationRule", "VirtualService", "WasmPlugin", "Gateway"} <= kinds["vm"]
     dr = [d for _, d in manifests.load_docs(SETS["kubernetes/no-sidecar"]) if d["kind"] == "DestinationRule"]
     assert [d["spec"]["trafficPolicy"]["tls"]["mode"] for d in dr] == ["DISABLE"]
@@ -179,3 +179,69 @@ def test_vendored_schemas_are_documented():
         assert paths
         for path in paths:
             assert hashlib.sha256(path.read_bytes()).hexdigest() in sources, path.name
+
+
+def test_telemetry_adds_the_pool_to_istio_request_metrics_on_the_plugin_gateway():
+    """The Telemetry selects the gateway the WasmPlugin runs on and adds one
+    dimension, read from the filter state the filter writes with
+    exportDecision, to the request count and the request-duration histogram."""
+    docs = [d for _, d in manifests.load_docs(SETS["kubernetes"])]
+    [telemetry] = [d for d in docs if d["kind"] == "Telemetry"]
+    [plugin] = [d for d in docs if d["kind"] == "WasmPlugin"]
+    assert telemetry["spec"]["selector"] == plugin["spec"]["selector"]
+    assert telemetry["metadata"]["namespace"] == plugin["metadata"]["namespace"]
+    overrides = telemetry["spec"]["metrics"][0]["overrides"]
+    assert sorted(o["match"]["metric"] for o in overrides) == ["REQUEST_COUNT", "REQUEST_DURATION"]
+    for o in overrides:
+        assert o["tagOverrides"] == {"sticky_split_pool": {"value": "filter_state['wasm.sticky_split.pool']"}}
+
+
+def _as_v1alpha1(d):
+    d["apiVersion"] = "telemetry.istio.io/v1alpha1"
+
+
+@pytest.mark.parametrize(
+    "change,error",
+    [
+        (lambda d: d["spec"]["metrics"][0]["overrides"][0]["match"].update(metric="REQUEST_TOTAL"), "REQUEST_TOTAL"),
+        (lambda d: d["spec"]["metrics"][0]["overrides"][0]["tagOverrides"]["sticky_split_pool"].update(valu="x"),
+         "valu"),
+        (lambda d: d["spec"]["metrics"][0].update(override=[]), "override"),
+        (lambda d: d["spec"]["metrics"][0]["overrides"][0]["tagOverrides"]["sticky_split_pool"].update(
+            operation="INSERT"), "INSERT"),
+    ],
+    ids=["bad metric", "unknown tagOverride field", "unknown metrics field", "bad operation"],
+)
+def test_telemetry_schema_is_strict(change, error):
+    errors = manifests.validate_schema(mutated("kubernetes", "Telemetry", change))
+    assert any(error in e for e in errors), errors
+
+
+def test_telemetry_validates_as_v1alpha1_too():
+    assert manifests.validate_schema(mutated("kubernetes", "Telemetry", _as_v1alpha1)) == []
+
+
+EXTRA_STAT_TAGS = ("sidecar.istio.io/extraStatTags", "reason,class,pool")
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_the_gateway_the_plugin_runs_on_carries_extra_stat_tags(name):
+    """Istio labels the filter's counters only when the gateway pod carries
+    the annotation: on the pod template of the Deployment the plugin's
+    selector picks, or for Gateway API in the targeted Gateway's
+    infrastructure.annotations, which Istio copies to the pods it deploys."""
+    docs = [d for _, d in manifests.load_docs(SETS[name])]
+    [plugin] = [d for d in docs if d["kind"] in ("WasmPlugin", "TrafficExtension")]
+    key, value = EXTRA_STAT_TAGS
+    if "selector" in plugin["spec"]:
+        wanted = plugin["spec"]["selector"]["matchLabels"]
+        pods = [d["spec"]["template"] for d in docs if d["kind"] == "Deployment"
+                and d["metadata"]["namespace"] == plugin["metadata"]["namespace"]
+                and wanted.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(pods) == 1, f"{name}: {len(pods)} gateway Deployments match {wanted}"
+        assert pods[0]["metadata"]["annotations"][key] == value
+        assert pods[0]["metadata"]["annotations"]["inject.istio.io/templates"] == "gateway"
+    else:
+        [ref] = plugin["spec"]["targetRefs"]
+        [gateway] = [d for d in docs if d["kind"] == "Gateway" and d["metadata"]["name"] == ref["name"]]
+        assert gateway["spec"]["infrastructure"]["annotations"][key] == value

@@ -328,3 +328,52 @@ class IstioGateway:
 
     def __exit__(self, *exc):
         self.envoy.stop()
+
+
+# Istio's bootstrap stats_config (tools/packaging/common/envoy_bootstrap.json
+# and pkg/bootstrap/config.go, the same in 1.24 to 1.30), for a proxy whose
+# extraStatTags are `extra_stat_tags` and that sets no proxyStatsMatcher. Each
+# extra tag T becomes the rule (T=\.=(.*?);\.;), placed before Istio's own
+# cache, component, tag, wasm_filter and rbac extractors, which see the
+# whole name too; Envoy's default tags are off. Only stats the inclusion list
+# names are kept at all (the prefix `wasm` keeps the filter's wasmcustom.*).
+ISTIO_STATS_TAGS_BEFORE = [
+    {"tag_name": "cluster_name", "regex": r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)"},
+    {"tag_name": "tcp_prefix", "regex": r"^tcp\.((.*?)\.)\w+?$"},
+    {"tag_name": "response_code", "regex": r"_rq(_(\d{3}))$"},
+    {"tag_name": "response_code_class", "regex": r"_rq(_(\dxx))$"},
+    {"tag_name": "http_conn_manager_listener_prefix",
+     "regex": r"^listener(?=\.).*?\.http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"},
+    {"tag_name": "http_conn_manager_prefix",
+     "regex": r"^http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"},
+    {"tag_name": "listener_address",
+     "regex": r"^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"},
+    {"tag_name": "mongo_prefix", "regex": r"^mongo\.(.+?)\.(collection|cmd|cx_|op_|delays_|decoding_)(.*?)$"},
+]
+ISTIO_STATS_TAGS_AFTER = [
+    {"tag_name": "cache", "regex": r"(cache\.(.+?)\.)"},
+    {"tag_name": "component", "regex": r"(component\.(.+?)\.)"},
+    {"tag_name": "tag", "regex": r"(tag\.(.+?);\.)"},
+    {"tag_name": "wasm_filter", "regex": r"(wasm_filter\.(.+?)\.)"},
+    {"tag_name": "authz_enforce_result", "regex": r"rbac(\.(allowed|denied))"},
+    {"tag_name": "authz_dry_run_action", "regex": r"(\.istio_dry_run_(allow|deny)_)"},
+    {"tag_name": "authz_dry_run_result", "regex": r"(\.shadow_(allowed|denied))"},
+]
+ISTIO_INCLUSION_PREFIXES = ["reporter=", "cluster_manager", "listener_manager", "server", "cluster.xds-grpc", "wasm"]
+ISTIO_INCLUSION_SUFFIXES = ["rbac.allowed", "rbac.denied", "shadow_allowed", "shadow_denied"]
+ISTIO_INCLUSION_REGEXES = [r"vhost\..*\.route\..*"]
+
+
+def stats_config(extra_stat_tags):
+    """The stats_config Istio renders for a proxy with these extraStatTags
+    (e.g. from the annotation sidecar.istio.io/extraStatTags: "reason,class,pool")."""
+    extra = [{"tag_name": tag, "regex": f"({tag}=\\.=(.*?);\\.;)"} for tag in extra_stat_tags]
+    patterns = ([{"prefix": p} for p in ISTIO_INCLUSION_PREFIXES]
+                + [{"suffix": s} for s in ISTIO_INCLUSION_SUFFIXES]
+                + [{"safe_regex": {"regex": r}} for r in ISTIO_INCLUSION_REGEXES]
+                + [{"prefix": "component"}, {"prefix": "istio"}])
+    return {
+        "use_all_default_tags": False,
+        "stats_tags": [*copy.deepcopy(ISTIO_STATS_TAGS_BEFORE), *extra, *copy.deepcopy(ISTIO_STATS_TAGS_AFTER)],
+        "stats_matcher": {"inclusion_list": {"patterns": patterns}},
+    }
