@@ -27,10 +27,15 @@ FLOOR_WASM = envoy.REPO / "target/bench/wasm32-wasip1/release/floor.wasm"
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def wasm_filter(module, plugin_json):
+# Signing keys of the signed bench variants (the VM's environment).
+KEYS = {"BENCH_KEY": "the current bench signing key...", "BENCH_OLD_KEY": "a previous bench signing key....."}
+
+
+def wasm_filter(module, plugin_json, env=None):
     config = {
         "name": "sticky-split", "root_id": "sticky-split",
-        "vm_config": {"vm_id": "bench", "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(module)}}},
+        "vm_config": {"vm_id": "bench", "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(module)}},
+                      **({"environment_variables": {"key_values": env}} if env else {})},
     }
     if plugin_json is not None:
         config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": plugin_json}
@@ -84,6 +89,9 @@ def variants(backend_port):
     large = large_plugin()
     timed = dict(plugin, cookie={"name": COOKIE, "absoluteTimeout": 31_536_000, "idleTimeout": 31_536_000})
     lean = dict(plugin, cookie={"name": COOKIE, "secure": True}, failover={"enabled": False}, responseCounters=False)
+    signed = dict(plugin, cookie={"name": COOKIE, "signingKeyEnv": "BENCH_KEY"})
+    rotating = dict(plugin, cookie={"name": COOKIE, "signingKeyEnv": "BENCH_KEY",
+                                    "previousSigningKeyEnvs": ["BENCH_OLD_KEY"]})
     return {
         "native": (native_routes, [], two),
         "passthrough": (PLAIN_ROUTE, [], two),
@@ -101,6 +109,11 @@ def variants(backend_port):
                                 two),
         # server-side timeouts: a clock read per request, stamped values
         "sticky-split-timeouts": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(timed))], two),
+        # signed cookies, and the same with a previous key beside the current
+        # one: returning users carry values of the current key, so the
+        # previous key is never tried (its cost is for values not re-signed yet)
+        "sticky-split-signed": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(signed), KEYS)], two),
+        "sticky-split-rotating": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(rotating), KEYS)], two),
         # a second, identical sticky-split gateway: for pairs of sticky-split with itself
         "sticky-split-2": (HEADER_ROUTE, [wasm_filter(envoy.WASM, json.dumps(plugin))], two),
         "empty-wasm-2": (PLAIN_ROUTE, [wasm_filter(EMPTY_WASM, None)], two),
@@ -112,14 +125,16 @@ def preflight(g, variant):
     by the pool2 route: Envoy matched the route again after the filter set
     the header (without a clear_route_cache call, in sticky-split's case)."""
     if variant not in ("lua", "floor", "sticky-split", "sticky-split-2", "sticky-split-timeouts", "sticky-split-lean",
-                       "sticky-split-export"):
+                       "sticky-split-export", "sticky-split-signed", "sticky-split-rotating"):
         return
     from ..http import Client
 
-    value = stamped_values()[1] if variant == "sticky-split-timeouts" else "pool2"
+    values = RETURNING_VALUES.get(variant)
+    value = values()[1] if values else "pool2"
     r = Client(g.gateway).get("/", [("Cookie", f"_ga=1; {COOKIE}={value}")])
-    if (r.status, r.header("x-route")) != (200, "pool2"):
-        raise RuntimeError(f"{variant}: a pool2 user was routed by {r.header('x-route')!r} ({r.status})")
+    if (r.status, r.header("x-route"), r.issued(COOKIE)) != (200, "pool2", None):
+        raise RuntimeError(f"{variant}: a pool2 user was routed by {r.header('x-route')!r} ({r.status}),"
+                           f" new cookie {r.issued(COOKIE)!r}")
     r = Client(g.gateway).get("/")
     if r.header("x-route") not in ("pool1", "pool2") or not r.issued(COOKIE):
         raise RuntimeError(f"{variant}: a new user got route {r.header('x-route')!r}, cookie {r.issued(COOKIE)!r}")
@@ -151,7 +166,22 @@ def stamped_values():
 
 
 # Variants whose returning users carry other values than the plain pool names.
-RETURNING_VALUES = {"sticky-split-timeouts": stamped_values}
+def signed_values():
+    """Affinity values of pool1 and pool2 signed with the current bench key,
+    as the signed variants write them: HMAC-SHA256 over cookie name, NUL, the
+    (empty) generation, NUL and the pool name, truncated to 128 bits,
+    base64url."""
+    import hashlib
+    import hmac
+
+    def sign(pool):
+        mac = hmac.new(KEYS["BENCH_KEY"].encode(), f"{COOKIE}\0\0{pool}".encode(), hashlib.sha256).digest()[:16]
+        return f"{pool}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    return [sign("pool1"), sign("pool2")]
+
+
+RETURNING_VALUES = {"sticky-split-timeouts": stamped_values, "sticky-split-signed": signed_values,
+                    "sticky-split-rotating": signed_values}
 
 
 def wrk_args(variant, mode):
