@@ -224,3 +224,22 @@ fn the_unjudged_plan_keeps_the_planned_headers_and_counts_nothing() {
     assert_eq!((out.class, out.counts.iter().count()), (None, 0));
     assert!(out.debug.is_some());
 }
+
+#[test]
+fn an_exported_decision_names_the_pool_and_the_reason() {
+    let exporting = config(
+        r#"{"pools": [{"name": "p1", "weight": 1}], "cookie": {"name": "s"}, "exportDecision": true}"#,
+    );
+    let mut src = source(&[("cookie", b"s=p1")]);
+    let r = routed(&exporting, &mut src, None);
+    assert_eq!(
+        r.exported(&exporting).collect::<Vec<_>>(),
+        vec![
+            ("sticky_split.pool", "p1"),
+            ("sticky_split.reason", "sticky")
+        ]
+    );
+    let quiet = config(r#"{"pools": [{"name": "p1", "weight": 1}], "cookie": {"name": "s"}}"#);
+    let r = routed(&quiet, &mut source(&[]), None);
+    assert_eq!(r.exported(&quiet).count(), 0);
+}
