@@ -306,7 +306,7 @@ pub fn board(data: &[u8]) {
             _ => {
                 let down = h.out_of_service(now);
                 assert!(down.as_ref().is_none_or(|d| d.len() == names.len()));
-                h.claim_probe(pool);
+                h.claim_probe(pool, now);
             }
         }
     }

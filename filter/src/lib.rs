@@ -7,8 +7,8 @@
 //! - `token`: RFC character classes for names;
 //! - `request`: the read-only header view and the Cookie-header scan;
 //! - `choice`: weighted pick and weighted rendezvous hashing;
-//! - `health`: per-VM pool ejection for failover, and the response classes
-//!   it judges by;
+//! - `health`: pool ejection for failover (each VM's view of the gateway's
+//!   board), and the response classes it judges by;
 //! - `cookie`: the affinity value codec and the Set-Cookie template;
 //! - `matcher`: compiled override rules (`rules` in the config) and their string matches;
 //! - `config`: the plugin config, raw (serde) and validated;

@@ -120,8 +120,9 @@ pub(super) fn previous_signing_keys(
     env: &impl Fn(&str) -> Option<Vec<u8>>,
 ) -> Result<Vec<Vec<u8>>, ConfigError> {
     let field = "cookie.previousSigningKeyEnvs";
-    let Some(vars) = raw else {
-        return Ok(Vec::new());
+    let vars = match raw {
+        Some(vars) if !vars.is_empty() => vars,
+        _ => return Ok(Vec::new()),
     };
     let Some(current) = current else {
         return Err(ConfigError::new(

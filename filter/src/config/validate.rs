@@ -237,10 +237,10 @@ fn check_count(field: &str, len: usize, max: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Stats tag extractors that Istio's bootstrap (and Envoy's defaults) run on
-/// every stat name, by what in a pool name would set them off: the counters
-/// carry the pool name, and such a name would gain a stray label and lose
-/// part of itself.
+/// Stats tag extractors that Istio's bootstrap runs on every stat name (not
+/// anchored to a stat prefix), by what in a pool name would set them off: the
+/// counters carry the pool name, and such a name would gain a stray label and
+/// lose part of itself.
 const MISREAD_BY: &[(&str, &str)] = &[
     ("cache.", "cache\\.(.+?)\\."),
     ("component.", "component\\.(.+?)\\."),
@@ -254,33 +254,19 @@ const MISREAD_BY: &[(&str, &str)] = &[
     (".shadow_denied", "\\.shadow_(allowed|denied)"),
 ];
 
-/// A pool name that Istio's or Envoy's stats tag extractors would misread
-/// in the counters' names is refused, naming the extractor.
+/// A pool name that Istio's stats tag extractors would misread in the
+/// counters' names is refused, naming the extractor.
 fn check_stat_value(field: &str, name: &str) -> Result<(), ConfigError> {
     let lower = name.to_ascii_lowercase();
     let hit = MISREAD_BY
         .iter()
         .find(|(part, _)| lower.contains(part))
         .map(|&(part, regex)| (part.to_string(), regex));
-    // Envoy's worker_id extractor, (?:^|\.)worker_(\d+)\.: the value sits
-    // after `=.=`, so a name starting with it matches as well
-    let worker = format!(".{lower}")
-        .match_indices(".worker_")
-        .find_map(|(at, _)| {
-            let rest = lower.get(at + "worker_".len()..)?;
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            (digits > 0 && rest.as_bytes().get(digits) == Some(&b'.')).then(|| {
-                (
-                    format!("worker_{}.", rest.get(..digits).unwrap_or_default()),
-                    "(?:^|\\.)worker_(\\d+)\\.",
-                )
-            })
-        });
-    match hit.or(worker) {
+    match hit {
         Some((part, regex)) => Err(ConfigError::new(
             field,
             format!(
-                "{name:?} contains {part:?}, which the stats tag extractor {regex} that Istio and Envoy run on every stat name would misread in the counters' names; choose a name without it"
+                "{name:?} contains {part:?}, which Istio's stats tag extractor {regex} would misread in the counters' names; choose a name without it"
             ),
         )),
         None => Ok(()),

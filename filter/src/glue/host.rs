@@ -1,8 +1,9 @@
 //! Every host call the filter makes, each through `proxy_wasm::hostcalls`
-//! with its status handled: a call that fails is logged and the stream goes
-//! on with nothing (no header, no flags, time 0). The SDK's trait helpers
-//! unwrap the status instead, and a panic traps the VM, taking the worker's
-//! later requests with it.
+//! with the statuses it returns handled: a call that fails is logged and the
+//! stream goes on with nothing (no header, no flags, time 0). The SDK's trait
+//! helpers unwrap those instead, and a panic traps the VM, taking the
+//! worker's later requests with it. (`hostcalls` itself still panics on a
+//! status the ABI does not define for that call.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

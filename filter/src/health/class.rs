@@ -65,10 +65,16 @@ impl Class {
     /// The class of a gRPC call with this `grpc-status` (`None`: the call
     /// ended with none, a reset stream) and Envoy's response flags. Envoy's
     /// own failure replies are gateway-level whatever the code; other codes
-    /// take the class of the HTTP status Envoy maps them to.
+    /// take the class of the HTTP status Envoy maps them to; a call the
+    /// client cancelled is a `4xx`, any other without a status a `5xx`.
     pub fn of_grpc(code: Option<u32>, flags: u64) -> Class {
         if flags & GATEWAY_FLAGS != 0 {
             return Class::Gateway;
+        }
+        // no status because the client went away (DC) or reset the stream
+        // (DR): a cancel, as CANCELLED is, not the pool's failure
+        if code.is_none() && flags & (DC | DR) != 0 {
+            return Class::ClientError;
         }
         match code {
             Some(0) => Class::Success,
@@ -97,6 +103,10 @@ const UR: u64 = 0x10;
 const UF: u64 = 0x20;
 const UC: u64 = 0x40;
 const UO: u64 = 0x80;
+/// Downstream connection termination and downstream remote reset: the
+/// client ended the stream.
+const DC: u64 = 0x4000;
+const DR: u64 = 0x1000_0000;
 
 /// What a gateway-level failure says about the pool, and so what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

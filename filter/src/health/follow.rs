@@ -6,6 +6,11 @@
 use super::shared::{update, Board, HealthStore, Record};
 use super::{Change, Health, Shared, State};
 
+/// How long a worker may hold the probe of a pool coming back: long enough
+/// for one request, short so that a probe nobody sends (its worker gets no
+/// request for the pool) does not keep the pool out for long.
+pub const LEASE: u64 = 10;
+
 impl Health {
     /// The same health, following the gateway's board in `store` from now on:
     /// records of pools not in `names` are forgotten (a pool removed from the
@@ -107,15 +112,23 @@ impl Health {
             .zip(&self.states)
             .map(|(name, &local)| match board.get(name) {
                 Record::Closed { failures } => State::Closed { failures },
-                // a time further off than an ejection lasts is not ours: cap it
-                Record::Open { until } => State::Open {
-                    until: until.min(now.saturating_add(longest)),
-                },
-                Record::HalfOpen { holder, until } if holder == me && now < until => match local {
+                // a time further off than an ejection lasts is not one this
+                // config wrote (another's data, or a longer ejectSeconds
+                // before a push): it is over
+                Record::Open { until } if until > now.saturating_add(longest) => {
+                    State::Open { until: now }
+                }
+                Record::Open { until } => State::Open { until },
+                Record::HalfOpen { until, .. }
+                    if now >= until || until > now.saturating_add(LEASE) =>
+                {
+                    State::HalfOpen { probing: false }
+                }
+                Record::HalfOpen { holder, .. } if holder == me => match local {
                     State::HalfOpen { probing } => State::HalfOpen { probing },
                     _ => State::HalfOpen { probing: false },
                 },
-                Record::HalfOpen { .. } => State::HalfOpen { probing: true },
+                Record::HalfOpen { until, .. } => State::Leased { until },
             })
             .collect();
         for (pool, state) in next.into_iter().enumerate() {
@@ -123,65 +136,62 @@ impl Health {
         }
     }
 
-    /// Claims the probe of every pool whose ejection (or whose probe lease)
-    /// ran out; a claim another worker won leaves the pool out of service
-    /// here.
-    pub(super) fn claim_expired(&mut self, now: u64) {
+    /// `claim_probe` on the board: `None` without one (or when the host
+    /// refused: the VM's own view decides), else whether this VM won the
+    /// gateway's probe lease for `pool`. A lease held elsewhere, or a pool
+    /// restored or ejected again meanwhile, is brought in.
+    pub(super) fn claim_shared(&mut self, pool: usize, now: u64) -> Option<bool> {
+        let longest = self.eject_seconds;
+        let shared = self.shared.as_mut()?;
+        let name = shared.names.get(pool)?.clone();
+        let me = shared.me;
+        // over, or further off than this config would ever set (as in
+        // bring_in): never a pool stuck out of service
+        let over = |until: u64, most: u64| now >= until || until > now.saturating_add(most);
+        let (board, version, won) = update(shared.store.as_mut(), |board| {
+            let free = match board.get(&name) {
+                Record::Open { until } => over(until, longest),
+                Record::HalfOpen { holder, until } => holder == me || over(until, LEASE),
+                Record::Closed { .. } => false,
+            };
+            if free {
+                board.set(
+                    &name,
+                    Record::HalfOpen {
+                        holder: me,
+                        until: now.saturating_add(LEASE),
+                    },
+                );
+            }
+            free
+        })?;
+        self.bring_in(&board, version, now);
+        if won {
+            self.set(pool, State::HalfOpen { probing: true });
+        }
+        Some(won)
+    }
+
+    /// Gives the gateway's probe lease for `pool` back, if this VM holds it.
+    pub(super) fn release_shared(&mut self, pool: usize) {
         let Some(shared) = self.shared.as_mut() else {
             return;
         };
-        let waiting: Vec<String> = shared
-            .names
-            .iter()
-            .zip(&self.states)
-            .filter(|(_, s)| match s {
-                State::Open { until } => now >= *until,
-                State::HalfOpen { probing } => *probing,
-                State::Closed { .. } => false,
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        if waiting.is_empty() {
+        let (Some(name), me) = (shared.names.get(pool).cloned(), shared.me) else {
             return;
-        }
-        let (me, lease) = (shared.me, self.eject_seconds.max(1));
-        let claimed = update(shared.store.as_mut(), |board| {
-            let mut mine = Vec::new();
-            for name in &waiting {
-                // a time further off than an ejection or a lease lasts is
-                // not one this config wrote: it frees the pool, never sticks
-                let over = |until: u64| now >= until || until > now.saturating_add(lease);
-                let free = match board.get(name) {
-                    Record::Open { until } => over(until),
-                    // a lease of this VM's that ran out is free again, too
-                    Record::HalfOpen { until, .. } => over(until),
-                    Record::Closed { .. } => false,
-                };
-                if free {
+        };
+        let _ = update(shared.store.as_mut(), |board| {
+            if let Record::HalfOpen { holder, .. } = board.get(&name) {
+                if holder == me {
                     board.set(
-                        name,
+                        &name,
                         Record::HalfOpen {
-                            holder: me,
-                            until: now.saturating_add(lease),
+                            holder: 0,
+                            until: 0,
                         },
                     );
-                    mine.push(name.clone());
                 }
             }
-            mine
         });
-        if let Some((board, version, mine)) = claimed {
-            self.bring_in(&board, version, now);
-            // a lease just won: this VM's next request there is the probe
-            for name in mine {
-                let pool = self
-                    .shared
-                    .as_ref()
-                    .and_then(|s| s.names.iter().position(|n| *n == name));
-                if let Some(pool) = pool {
-                    self.set(pool, State::HalfOpen { probing: false });
-                }
-            }
-        }
     }
 }

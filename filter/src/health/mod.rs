@@ -26,6 +26,10 @@ pub enum State {
     /// Ejection over: the next request routed there is a probe; while it is
     /// in flight (`probing`), the pool stays out of service.
     HalfOpen { probing: bool },
+    /// Ejection over, and another worker of the gateway holds the probe
+    /// until the given time: out of service here until its outcome arrives
+    /// or the lease runs out.
+    Leased { until: u64 },
 }
 
 /// What a response did to a pool's health.
@@ -95,50 +99,56 @@ impl Health {
         self.troubled == 0
     }
 
-    /// The pools to keep traffic away from at `now`; ejections that have run
-    /// out become half-open here. `None` when every pool is in service.
+    /// The pools to keep traffic away from at `now`; ejections and probe
+    /// leases that have run out become half-open here (no host call: the
+    /// probe is claimed only by the request routed there). `None` when every
+    /// pool is in service.
     pub fn out_of_service(&mut self, now: u64) -> Option<Vec<bool>> {
         if self.troubled == 0 {
             return None;
         }
-        if self.shared.is_some() {
-            // the probe is the gateway's, not this VM's: claim it on the board
-            self.claim_expired(now);
-        } else {
-            for state in &mut self.states {
-                match *state {
-                    State::Open { until } if now >= until => {
-                        *state = State::HalfOpen { probing: false }
-                    }
-                    _ => {}
+        for state in &mut self.states {
+            match *state {
+                State::Open { until } | State::Leased { until } if now >= until => {
+                    *state = State::HalfOpen { probing: false }
                 }
+                _ => {}
             }
         }
         let out = self
             .states
             .iter()
-            .map(|s| matches!(s, State::Open { .. } | State::HalfOpen { probing: true }))
+            .map(|s| {
+                matches!(
+                    s,
+                    State::Open { .. } | State::HalfOpen { probing: true } | State::Leased { .. }
+                )
+            })
             .collect();
         Some(out)
     }
 
-    /// A request was routed to `pool`: it claims the probe when the pool is
-    /// half-open and no probe is in flight. `true` when it is the probe.
-    pub fn claim_probe(&mut self, pool: usize) -> bool {
-        match self.states.get_mut(pool) {
-            Some(s @ State::HalfOpen { probing: false }) => {
-                *s = State::HalfOpen { probing: true };
-                true
-            }
-            _ => false,
+    /// A request was routed to `pool` at `now`: it is the probe when the
+    /// pool is half-open, no probe is in flight, and (with a board) this VM
+    /// wins the gateway's probe lease. `true` when it is the probe.
+    pub fn claim_probe(&mut self, pool: usize, now: u64) -> bool {
+        if self.states.get(pool) != Some(&State::HalfOpen { probing: false }) {
+            return false;
         }
+        if let Some(won) = self.claim_shared(pool, now) {
+            return won;
+        }
+        self.set(pool, State::HalfOpen { probing: true });
+        true
     }
 
-    /// A probe ended without a response (the stream was reset): another
-    /// request may probe.
+    /// A probe ended without an answer that tells (the stream was reset, or
+    /// Envoy's circuit breaker shed it): another request may probe, and the
+    /// gateway's lease is given back.
     pub fn probe_abandoned(&mut self, pool: usize) {
-        if let Some(s @ State::HalfOpen { probing: true }) = self.states.get_mut(pool) {
-            *s = State::HalfOpen { probing: false };
+        if self.states.get(pool) == Some(&State::HalfOpen { probing: true }) {
+            self.set(pool, State::HalfOpen { probing: false });
+            self.release_shared(pool);
         }
     }
 
@@ -165,8 +175,12 @@ impl Health {
                     (State::Closed { failures }, Change::None)
                 }
             }
-            (State::HalfOpen { .. }, false) => (State::Closed { failures: 0 }, Change::Restored),
-            (State::HalfOpen { .. }, true) => (self.open(now), Change::Ejected),
+            (State::HalfOpen { .. } | State::Leased { .. }, false) => {
+                (State::Closed { failures: 0 }, Change::Restored)
+            }
+            (State::HalfOpen { .. } | State::Leased { .. }, true) => {
+                (self.open(now), Change::Ejected)
+            }
             // responses of requests sent before the ejection
             (State::Open { .. }, _) => (state, Change::None),
         };

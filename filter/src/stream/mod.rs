@@ -14,8 +14,9 @@
 //! - `:scheme` only when a cookie is issued and `Secure` follows the request;
 //! - the clock only when a server-side timeout is configured or a pool is
 //!   out of service;
-//! - on the response, `:status` when counters or failover need it, and
-//!   Envoy's response flags for a 5xx only.
+//! - on the response, `:status` when counters or failover need it; a gRPC
+//!   call's `grpc-status` (headers, then trailers); Envoy's response flags
+//!   only for a 5xx, a gRPC error status or a call that ends with none.
 //!
 //! Either way there is one decision and at most one random draw per request
 //! (a response that fails over takes one more).
@@ -191,7 +192,7 @@ pub fn route<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
         }
     }
     let decision = finish(config, resolved, cond, rng);
-    let probe = health.is_some_and(|h| h.claim_probe(decision.pool));
+    let probe = health.is_some_and(|h| h.claim_probe(decision.pool, now.unwrap_or(0)));
     // gRPC changes how the response is judged. A gRPC call always has a
     // body, so a request without one (a plain GET) costs no read.
     let protocol = if !config.reads_responses() {

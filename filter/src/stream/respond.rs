@@ -103,10 +103,17 @@ pub fn respond<'a, S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     };
     let judged = match class {
         Some(class) => judge(config, source, rng, health, &routed, class, flags),
-        None => Judged {
-            pending: true,
-            ..Judged::default()
-        },
+        None => {
+            // the pool answered: that is what its health needs to know now
+            // (a probe ends here); the class waits for the trailers
+            if let Some(h) = health {
+                h.record(routed.decision.pool, false, 0);
+            }
+            Judged {
+                pending: true,
+                ..Judged::default()
+            }
+        }
     };
     plan(config, routed, judged)
 }
@@ -193,8 +200,12 @@ fn record<S: HeaderSource + ?Sized>(
         .then(|| Failure::of(flags))
         .flatten();
     match failure {
-        // an overflow says the pool is busy, nothing about whether it is up
-        Some(Failure::Overflow) => None,
+        // an overflow says the pool is busy, nothing about whether it is up;
+        // a probe it shed tells nothing either, so another may probe
+        Some(Failure::Overflow) => {
+            health.probe_abandoned(pool);
+            None
+        }
         Some(failure) => {
             // the clock only for a failure: an ejection needs its start
             let now = source.now();

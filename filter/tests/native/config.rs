@@ -225,12 +225,6 @@ fn refusals_name_the_field() {
             "tag\\.(.+?);\\.",
         ),
         (
-            "pool name Envoy's worker extractor misreads",
-            r#"{"pools": [{"name": "worker_12.blue", "weight": 1}]}"#.into(),
-            "pools[0].name",
-            "worker_12.",
-        ),
-        (
             "cluster with a space",
             r#"{"pools": [{"name": "a", "weight": 1, "cluster": "my cluster"}]}"#.into(),
             "pools[0].cluster",

@@ -93,6 +93,10 @@ fn grpc_codes_take_the_class_envoy_maps_them_to() {
     }
     assert_eq!(Class::of_grpc(None, 0), Class::ServerError, "no status");
     assert_eq!(Class::of_grpc(None, UR), Class::Gateway, "reset by Envoy");
+    // the client went away (DC) or reset the stream (DR): a cancel
+    assert_eq!(Class::of_grpc(None, 0x4000), Class::ClientError);
+    assert_eq!(Class::of_grpc(None, 0x1000_0000), Class::ClientError);
+    assert_eq!(Class::of_grpc(Some(0), 0x4000), Class::Success);
 }
 
 #[test]
@@ -382,4 +386,38 @@ fn a_websocket_upgrade_is_counted_as_1xx() {
         vec![CounterLayout { pools: 2 }.response(pool, Class::Informational)]
     );
     assert_eq!(out.set_cookie, r.set_cookie, "the 101 carries the cookie");
+}
+
+/// A pool ejected on one worker (per-VM health) and then past its
+/// ejection: the request routed there is its probe.
+fn probing(c: &Config, h: &mut Health, src: &mut ListedHeaders) -> Routed {
+    while h.record(1, true, 1_800_000_000) != sticky_split::health::Change::Ejected {}
+    src.now = 1_800_000_000 + 31;
+    let r = route(c, src, &mut Prng::seed_from_u64(2), Some(h));
+    assert!(r.probe, "{r:?}");
+    r
+}
+
+#[test]
+fn a_probe_shed_by_the_circuit_breaker_lets_another_request_probe() {
+    let c = config(TWO);
+    let mut h = c.health().unwrap();
+    let mut src = ListedHeaders::new(headers(&[("cookie", b"s=p2")]));
+    let r = probing(&c, &mut h, &mut src);
+    src.answer(503, UO);
+    respond(&c, &mut src, &mut Prng::seed_from_u64(1), Some(&mut h), r);
+    assert_eq!(h.state(1), Some(State::HalfOpen { probing: false }));
+    let again = route(&c, &mut src, &mut Prng::seed_from_u64(3), Some(&mut h));
+    assert!(again.probe);
+}
+
+#[test]
+fn a_grpc_probe_that_answers_restores_the_pool_before_its_trailers() {
+    let c = config(TWO);
+    let mut h = c.health().unwrap();
+    let mut src = grpc_call(Some("p2"));
+    let r = probing(&c, &mut h, &mut src);
+    let out = answer(&c, &mut src, Some(&mut h), &r, 200, None, 0);
+    assert!(out.pending);
+    assert_eq!(h.state(1), Some(State::Closed { failures: 0 }));
 }

@@ -194,4 +194,6 @@ fn previous_keys_are_checked_like_the_current_one() {
         assert!(!e.to_string().contains("key A"), "a key leaked: {e}");
     }
     assert!(load(r#""signingKeyEnv": "B", "previousSigningKeyEnvs": []"#).is_ok());
+    // the default, written out, needs no current key
+    assert!(load(r#""previousSigningKeyEnvs": []"#).is_ok());
 }

@@ -55,17 +55,17 @@ fn health_ejects_after_consecutive_failures_and_probes_once() {
     assert!(matches!(h.state(0), Some(State::Open { .. })));
     // after ejectSeconds: half-open; one request probes, the others keep away
     assert_eq!(h.out_of_service(NOW + 30), Some(vec![false, false, false]));
-    assert!(h.claim_probe(0));
-    assert!(!h.claim_probe(0));
+    assert!(h.claim_probe(0, NOW + 30));
+    assert!(!h.claim_probe(0, NOW + 30));
     assert_eq!(h.out_of_service(NOW + 31), Some(vec![true, false, false]));
     // an abandoned probe lets another request probe
     h.probe_abandoned(0);
-    assert!(h.claim_probe(0));
+    assert!(h.claim_probe(0, NOW + 31));
     // a failed probe ejects again; a good one restores the pool
     assert_eq!(h.record(0, true, NOW + 32), Change::Ejected);
     assert_eq!(h.state(0), Some(State::Open { until: NOW + 62 }));
     h.out_of_service(NOW + 62);
-    assert!(h.claim_probe(0));
+    assert!(h.claim_probe(0, NOW + 62));
     h.record(1, false, NOW + 62);
     assert_eq!(h.record(0, false, NOW + 62), Change::Restored);
     assert!(h.all_closed());

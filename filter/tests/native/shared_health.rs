@@ -48,11 +48,16 @@ impl HealthStore for Mem {
 }
 
 fn worker(mem: &Mem, me: u64, eject_after: u32) -> Health {
+    worker_at(mem, me, eject_after, NOW)
+}
+
+/// A worker whose configuration loads at `now`.
+fn worker_at(mem: &Mem, me: u64, eject_after: u32, now: u64) -> Health {
     Health::new(vec![1, 1], eject_after, 30).share(
         NAMES.iter().map(|n| n.to_string()).collect(),
         Box::new(mem.clone()),
         me,
-        NOW,
+        now,
     )
 }
 
@@ -121,7 +126,7 @@ fn the_healthy_path_makes_no_host_call() {
     let before = (mem.0.borrow().loads, mem.0.borrow().stores);
     for _ in 0..1000 {
         assert_eq!(h.out_of_service(NOW), None);
-        assert!(!h.claim_probe(0));
+        assert!(!h.claim_probe(0, NOW));
         h.record(0, false, NOW);
         h.record(1, false, NOW);
     }
@@ -165,7 +170,7 @@ fn one_probe_for_the_whole_gateway_then_every_worker_takes_the_pool_back() {
         .iter_mut()
         .map(|h| {
             let open = h.out_of_service(after).is_some_and(|d| !d[1]);
-            open && h.claim_probe(1)
+            open && h.claim_probe(1, after)
         })
         .collect();
     assert_eq!(claims, vec![true, false, false, false]);
@@ -178,18 +183,54 @@ fn one_probe_for_the_whole_gateway_then_every_worker_takes_the_pool_back() {
 }
 
 #[test]
-fn a_probe_lease_of_a_silent_worker_runs_out() {
+fn a_probe_lease_runs_out_and_an_abandoned_probe_frees_it() {
     let mem = Mem::default();
     let mut a = worker(&mem, 1, 1);
     let mut b = worker(&mem, 2, 1);
     a.record(1, true, NOW);
-    // a holds the lease but never probes
+    b.sync(NOW);
+    // the ejection is over: routing needs no host call until a request is
+    // routed there, and only that request claims the probe
+    let loads = mem.0.borrow().loads;
     assert_eq!(a.out_of_service(NOW + 30), Some(vec![false, false]));
-    b.sync(NOW + 30);
-    assert_eq!(b.out_of_service(NOW + 30), Some(vec![false, true]));
-    // after the lease (ejectSeconds), b may claim it
-    assert_eq!(b.out_of_service(NOW + 61), Some(vec![false, false]));
-    assert!(b.claim_probe(1));
+    assert_eq!(b.out_of_service(NOW + 30), Some(vec![false, false]));
+    assert_eq!(mem.0.borrow().loads, loads);
+    assert!(a.claim_probe(1, NOW + 30));
+    // b, routed there too, loses the lease and keeps away until it runs out
+    assert!(!b.claim_probe(1, NOW + 30));
+    assert_eq!(b.state(1), Some(State::Leased { until: NOW + 40 }));
+    let loads = mem.0.borrow().loads;
+    for t in 30..40 {
+        assert_eq!(b.out_of_service(NOW + t), Some(vec![false, true]));
+    }
+    assert_eq!(
+        mem.0.borrow().loads,
+        loads,
+        "no host call while the lease holds"
+    );
+    // a's probe never answers: after the lease (10 s) b may claim it
+    assert_eq!(b.out_of_service(NOW + 40), Some(vec![false, false]));
+    assert!(b.claim_probe(1, NOW + 40));
+    // b's probe is shed by the circuit breaker: the lease is given back at once
+    b.probe_abandoned(1);
+    a.sync(NOW + 41);
+    assert_eq!(a.out_of_service(NOW + 41), Some(vec![false, false]));
+    assert!(a.claim_probe(1, NOW + 41));
+}
+
+#[test]
+fn a_config_push_while_a_probe_lease_is_held_waits_at_most_the_lease() {
+    let mem = Mem::default();
+    let mut old = worker(&mem, 1, 1);
+    old.record(1, true, NOW);
+    old.out_of_service(NOW + 30);
+    assert!(old.claim_probe(1, NOW + 30));
+    // the new configuration's VM has a token of its own: the old lease is
+    // another's, and runs out after LEASE
+    let mut pushed = worker_at(&mem, 7, 1, NOW + 31);
+    assert_eq!(pushed.out_of_service(NOW + 31), Some(vec![false, true]));
+    assert_eq!(pushed.out_of_service(NOW + 40), Some(vec![false, false]));
+    assert!(pushed.claim_probe(1, NOW + 40));
 }
 
 #[test]
@@ -254,12 +295,9 @@ fn data_that_is_not_ours_is_no_state() {
         ..Shared::default()
     })));
     let mut h = worker(&mem, 1, 1);
-    assert_eq!(h.state(1), Some(State::Open { until: NOW + 30 }));
-    assert_eq!(
-        h.out_of_service(NOW + 30),
-        Some(vec![false, false]),
-        "claimed after ejectSeconds"
-    );
+    assert_eq!(h.state(1), Some(State::Open { until: NOW }), "over at once");
+    assert_eq!(h.out_of_service(NOW), Some(vec![false, false]));
+    assert!(h.claim_probe(1, NOW));
     // and a board round-trips
     assert_eq!(
         Board::decode(&pool2_open).get("pool2"),
