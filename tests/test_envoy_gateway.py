@@ -261,6 +261,28 @@ def test_a_new_module_envoy_cannot_fetch(release, workdir, image):
             assert "failed to load" in gw.envoy.log_text()
 
 
+@pytest.mark.parametrize("release", ["1.7.5", "1.9.0"])
+def test_a_proxy_starting_while_the_module_cannot_be_fetched(release, workdir, image):
+    """A new proxy (a restart, a scale-up) while Envoy Gateway's server
+    cannot serve the module: with 1.8.3+'s retries Envoy keeps its listener
+    warming and does not become ready; with Envoy's default single retry it
+    is ready within a second, the filter failed (failOpen: the default rule
+    for everyone, no cookie)."""
+    gw = eg.EnvoyGatewayProxy(workdir, shipped("envoy-gateway", image), registry=registry(image),
+                              host_env=HOST_ENV, eg=release)
+    gw.server.broken = True
+    gw.envoy_start_timeout = 3
+    if release == "1.9.0":
+        with pytest.raises(RuntimeError, match="not ready after 3s"):
+            gw.__enter__()
+        assert len(gw.server.fetches) >= 2
+        return
+    with gw:
+        r = new_user(gw.gateway)
+        assert (r.status, r.served_by, r.issued("nginx-app-subset")) == (421, "pool1", None)
+        assert "failed to load" in gw.envoy.log_text()
+
+
 def phase_split(results, weights):
     new = [r for r in results if r[1] == "new"]
     names = list(weights)

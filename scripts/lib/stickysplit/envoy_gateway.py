@@ -579,10 +579,14 @@ class EnvoyGatewayProxy:
             return "warming"
         return outcome(now)
 
+    # how long Envoy may take to become ready: it waits for the listener,
+    # which waits for the module
+    envoy_start_timeout = 60
+
     def __enter__(self):
         self.server.start()
         try:
-            self.envoy.start()
+            self.envoy.start(timeout=self.envoy_start_timeout)
         except BaseException:
             self.server.stop()
             raise
