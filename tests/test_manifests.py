@@ -245,3 +245,132 @@ def test_the_gateway_the_plugin_runs_on_carries_extra_stat_tags(name):
         [ref] = plugin["spec"]["targetRefs"]
         [gateway] = [d for d in docs if d["kind"] == "Gateway" and d["metadata"]["name"] == ref["name"]]
         assert gateway["spec"]["infrastructure"]["annotations"][key] == value
+
+# ---- Envoy Gateway: wasmplugin/envoy-gateway/ ----
+
+EG_SETS = manifests.envoy_gateway_sets()
+GENERATIONS = ["v1.5.9", "v1.8.3", "v1.9.0"]
+
+
+@pytest.mark.parametrize("name", sorted(EG_SETS))
+def test_envoy_gateway_sets_validate_strictly_and_agree(name):
+    docs = manifests.load_docs(EG_SETS[name])
+    kinds = {d["kind"] for _, d in docs}
+    assert {"Gateway", "HTTPRoute", "Service", "EnvoyExtensionPolicy", "EnvoyProxy", "Deployment"} <= kinds
+    assert manifests.validate_envoy_gateway(docs) == []
+    assert manifests.check_envoy_gateway_agreement(docs) == []
+
+
+def eg_policy(name="envoy-gateway"):
+    [p] = [d for _, d in manifests.load_docs(EG_SETS[name]) if d["kind"] == "EnvoyExtensionPolicy"]
+    return copy.deepcopy(p)
+
+
+def _section(d):
+    d["spec"]["targetRefs"][0]["sectionName"] = "default"
+
+
+def _merge_type(d):
+    d["spec"]["mergeType"] = "StrategicMerge"
+
+
+@pytest.mark.parametrize(
+    "change,refused_by,error",
+    [
+        (lambda d: None, [], ""),
+        (_section, ["v1.5.9"], "this policy does not yet support the sectionName field"),
+        (_merge_type, ["v1.5.9", "v1.8.3"], "'mergeType' was unexpected"),
+        (lambda d: d["spec"]["wasm"][0].update(failopen=True), GENERATIONS, "'failopen' was unexpected"),
+        (lambda d: d["spec"]["wasm"][0]["code"].update(type="HTTP"), GENERATIONS, "If type is HTTP, http field needs to be set"),
+        (lambda d: d["spec"]["wasm"][0]["code"].update(type="ConfigMap"), GENERATIONS, "ConfigMap"),
+        (lambda d: d["spec"]["targetRefs"][0].update(kind="Service"), GENERATIONS, "can only have a targetRefs[*].kind"),
+        (lambda d: d["spec"]["targetRefs"][0].update(group="gateway.envoyproxy.io"), GENERATIONS, "targetRefs[*].group"),
+        (lambda d: d["spec"]["wasm"][0]["env"].update(hostKeys="STICKY_SPLIT_KEY"), GENERATIONS, "is not of type 'array'"),
+    ],
+    ids=["shipped", "sectionName", "mergeType", "unknown field", "HTTP without http", "ConfigMap code",
+         "target kind", "target group", "hostKeys not a list"],
+)
+def test_envoy_extension_policy_against_each_crd_generation(change, refused_by, error):
+    schemas = manifests.envoy_extension_policy_schemas()
+    assert sorted(schemas) == GENERATIONS
+    doc = eg_policy()
+    change(doc)
+    for generation in GENERATIONS:
+        errors = manifests.validate_envoy_extension_policy(doc, generation, schemas)
+        if generation in refused_by:
+            assert any(error in e for e in errors), (generation, errors)
+        else:
+            assert errors == [], (generation, errors)
+
+
+def eg_mutated(name, kind, change):
+    docs = copy.deepcopy(manifests.load_docs(EG_SETS[name]))
+    for _, d in docs:
+        if d["kind"] == kind:
+            change(d)
+            break
+    return docs
+
+
+def _rules_only(d):
+    ref = d["spec"]["targetRefs"][0]
+    d["spec"]["targetRefs"] = [dict(ref, sectionName="pool1"), dict(ref, sectionName="pool2")]
+
+
+def _default_only(d):
+    d["spec"]["targetRefs"][0]["sectionName"] = "default"
+
+
+def _eg_rename_pool(d):
+    d["spec"]["wasm"][0]["config"]["pools"][1]["name"] = "canary"
+
+
+def _no_host_key(d):
+    del d["spec"]["wasm"][0]["env"]
+
+
+def _drop_env(d):
+    d["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["env"] = []
+
+
+@pytest.mark.parametrize(
+    "name,kind,change,error",
+    [
+        ("envoy-gateway", "EnvoyExtensionPolicy", _rules_only, "leave out HTTPRoute nginx-app rules[2] (default), the default rule"),
+        ("envoy-gateway", "EnvoyExtensionPolicy", _default_only, "leave out HTTPRoute nginx-app rules[1] (pool2), which routes x-sticky-split-pool='pool2'"),
+        ("envoy-gateway", "EnvoyExtensionPolicy", lambda d: d["spec"]["targetRefs"][0].update(name="other"), "HTTPRoute 'other', which is not in the set"),
+        ("envoy-gateway/gateway-target", "EnvoyExtensionPolicy", lambda d: d["spec"]["targetRefs"][0].update(sectionName="https"), "the default rule"),
+        ("envoy-gateway", "EnvoyExtensionPolicy", _eg_rename_pool, "pool 'canary' has no HTTPRoute rule"),
+        ("envoy-gateway", "HTTPRoute", _route_typo, "'pool-2', which is not a pool"),
+        ("envoy-gateway", "HTTPRoute", _no_default_rule, "no default rule"),
+        ("envoy-gateway", "EnvoyExtensionPolicy", _no_host_key, "cookie names STICKY_SPLIT_KEY but env.hostKeys does not pass it"),
+        ("envoy-gateway", "EnvoyProxy", _drop_env, "env.hostKeys STICKY_SPLIT_KEY is set by no EnvoyProxy"),
+        ("envoy-gateway", "Gateway", lambda d: d["spec"].update(gatewayClassName="istio"), "is not 'eg'"),
+        ("envoy-gateway", "Gateway", lambda d: d["spec"]["infrastructure"]["parametersRef"].update(name="x"), "not an EnvoyProxy in the set"),
+    ],
+    ids=["pool rules only", "default rule only", "missing HTTPRoute", "another listener", "renamed pool",
+         "route typo", "no default rule", "signing key not in hostKeys", "hostKey not set by the EnvoyProxy",
+         "Istio's class", "parametersRef to nothing"],
+)
+def test_envoy_gateway_agreement_catches_mistakes(name, kind, change, error):
+    errors = manifests.check_envoy_gateway_agreement(eg_mutated(name, kind, change))
+    assert any(error in e for e in errors), errors
+
+
+def test_envoy_proxy_env_is_validated_as_a_container_env():
+    def bad_ref(d):
+        d["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["env"][0]["valueFrom"] = {
+            "secretKeyRef": {"name": "sticky-split-signing-key", "keys": "key"}}
+
+    errors = manifests.validate_envoy_gateway(eg_mutated("envoy-gateway", "EnvoyProxy", bad_ref))
+    assert any("container.env.0.valueFrom.secretKeyRef: 'key' is a required property" in e for e in errors), errors
+
+
+def test_vendored_envoy_gateway_schemas_are_documented():
+    import hashlib
+
+    sources = (manifests.EG_SCHEMAS / "SOURCES.md").read_text()
+    paths = sorted(manifests.EG_SCHEMAS.glob("*.crd.yaml"))
+    assert len(paths) == 3
+    for path in paths:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() in sources, path.name

@@ -64,6 +64,9 @@ TRY_PAIRS = {
     "vm": ["vm/40-wasmplugin.yaml", "vm/50-virtualservice.yaml"],
     "gateway-api": ["gateway-api/50-wasmplugin.yaml", "gateway-api/60-httproute.yaml"],
     "trafficextension": ["gateway-api/trafficextension/50-wasmplugin.yaml", "gateway-api/60-httproute.yaml"],
+    "envoy-gateway": ["envoy-gateway/50-envoyextensionpolicy.yaml", "envoy-gateway/60-httproute.yaml"],
+    "envoy-gateway/gateway-target": ["envoy-gateway/gateway-target/50-envoyextensionpolicy.yaml",
+                                     "envoy-gateway/60-httproute.yaml"],
 }
 
 
@@ -91,3 +94,45 @@ def test_try_wasmplugin_names_the_pool_when_manifests_disagree(tmp_path, capsys)
     assert code == 2
     assert "pool 'pool2' of WasmPlugin sticky-split has no route on x-sticky-split-pool" in err
     assert "routes x-sticky-split-pool='pool-2', which is not a pool" in err
+
+
+def test_try_wasmplugin_delivers_an_envoy_extension_policy_as_envoy_gateway_does(capsys, monkeypatch):
+    from stickysplit.tools import try_wasmplugin
+
+    monkeypatch.delenv("STICKY_SPLIT_KEY", raising=False)
+    files = [str(envoy.REPO / "wasmplugin" / f) for f in TRY_PAIRS["envoy-gateway"]]
+    assert try_wasmplugin.main(["-n", "100", "--eg", "1.6.7", *files]) == 0
+    out = capsys.readouterr().out
+    assert ("Delivered as Envoy Gateway 1.6.7 would: listener 'nginx-app/nginx-gateway/http', filter "
+            "'envoy.filters.http.wasm/envoyextensionpolicy/nginx-app/sticky-split/wasm/0' (disabled, enabled on 3 routes)") in out
+    assert "env.hostKeys STICKY_SPLIT_KEY: not set here, a random key for this run" in out
+
+
+@pytest.mark.parametrize(
+    "change,errors",
+    [
+        (lambda policy, route: route["spec"]["rules"][1]["matches"][0]["headers"][0].update(value="pool-2"),
+         ["pool 'pool2' of EnvoyExtensionPolicy sticky-split has no route on x-sticky-split-pool",
+          "HTTPRoute nginx-app rules[1] routes x-sticky-split-pool='pool-2', which is not a pool"]),
+        (lambda policy, route: policy["spec"]["targetRefs"].__setitem__(
+            slice(None), [dict(policy["spec"]["targetRefs"][0], sectionName=n) for n in ("pool1", "pool2")]),
+         ["its targetRefs leave out HTTPRoute nginx-app rules[2] (default), the default rule"]),
+        (lambda policy, route: policy["spec"]["targetRefs"][0].update(sectionName="default"),
+         ["its targetRefs leave out HTTPRoute nginx-app rules[0] (pool1), which routes x-sticky-split-pool='pool1'"]),
+    ],
+    ids=["pool typo", "pool rules only", "default rule only"],
+)
+def test_try_wasmplugin_refuses_an_envoy_extension_policy_that_disagrees(change, errors, tmp_path, capsys):
+    import yaml
+
+    from stickysplit.tools import try_wasmplugin
+
+    policy, route = (yaml.safe_load((envoy.REPO / "wasmplugin" / f).read_text()) for f in TRY_PAIRS["envoy-gateway"])
+    change(policy, route)
+    paths = [tmp_path / "policy.yaml", tmp_path / "route.yaml"]
+    for path, doc in zip(paths, (policy, route)):
+        path.write_text(yaml.safe_dump(doc))
+    assert try_wasmplugin.main([str(p) for p in paths]) == 2
+    err = capsys.readouterr().err
+    for error in errors:
+        assert error in err, err

@@ -227,7 +227,7 @@ class Envoy:
     the ports Envoy bound ({listener name: port} and 'admin'), read back
     once it is live. `cpu` pins the process (taskset); `wrapper` runs it
     under another program (valgrind), which needs the Envoy executable
-    itself. stop() always reaps the process."""
+    itself; `args` are further options. stop() always reaps the process."""
 
     _names = itertools.count()
 
@@ -246,6 +246,7 @@ class Envoy:
         cpu=None,
         wrapper=(),
         env=None,
+        args=(),
     ):
         if config is None:
             config = render(base if base is not None else load(), plugin=plugin, vm_env=vm_env)
@@ -266,6 +267,8 @@ class Envoy:
         self.wrapper = tuple(wrapper)
         # extra environment variables for the process (VM host_env_keys read them)
         self.env = dict(env or {})
+        # further command-line options (Envoy Gateway's drain flags)
+        self.args = tuple(args)
         self.proc = None
         self.log_file = None
         self.log_path = self.workdir / f"{self.name}.log"
@@ -280,7 +283,7 @@ class Envoy:
         pin = ["taskset", "-c", str(self.cpu)] if self.cpu is not None else []
         return [*pin, *self.wrapper, exe, "-c", str(config_path), "--disable-hot-restart",
                 "--admin-address-path", str(self.admin_path),
-                "--concurrency", str(self.concurrency), "-l", self.log_level]
+                "--concurrency", str(self.concurrency), "-l", self.log_level, *self.args]
 
     def start(self, timeout=60):
         path = self.workdir / f"{self.name}.json"
