@@ -196,7 +196,9 @@ def test_export_decision_puts_pool_and_reason_in_the_access_log(workdir, base_co
                     "path": str(log), "log_format": {"text_format_source": {"inline_string": fmt}}}}]
 
         plugin = dict(envoy.plugin_config(base_config), exportDecision=export)
-        with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir, edit=edit) as g:
+        # Envoy writes access-log files every 10 s by default: at once here
+        with envoy.Envoy(base=base_config, plugin=plugin, workdir=workdir, edit=edit,
+                         args=["--file-flush-interval-msec", "50"]) as g:
             expected = {}
             for i in range(60):
                 cookie = [("Cookie", f"{COOKIE}=pool2")] if i % 3 == 0 else []
