@@ -218,6 +218,20 @@ def validate(config, workdir):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def reap(proc, timeout=15):
+    """Ends a process we started: asked to stop, killed after `timeout`
+    seconds, always waited for (no zombie)."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
+
+
 class Envoy:
     """One Envoy process; use as a context manager (or start() and stop()).
 
@@ -354,14 +368,7 @@ class Envoy:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self, timeout=15):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait()
+        reap(self.proc, timeout)
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from . import envoy
-from .istio import FetchFailed, _go_string, build_layout, go_number
+from .istio import FetchFailed, build_layout, go_json, go_number
 from .metrics import NeverHeld, until
 from .paths import envoy_bin
 
@@ -84,27 +84,14 @@ def _version(text):
 
 def api_server_json(value):
     """A JSON value as the Kubernetes API server prints it (Go's
-    encoding/json over the stored object): compact, keys sorted, integers as
-    integers, other numbers as Go prints a float64, `<>&` and U+2028/9
-    escaped, other non-ASCII raw."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
+    encoding/json over the stored object): as jsonpb prints, but integers as
+    integers."""
+    def number(x):
+        if isinstance(x, int):
+            return str(x)
         # YAML's 80.0 is stored as the number 80: no ".0" comes back
-        return str(int(value)) if value.is_integer() and abs(value) < 2**63 else go_number(value)
-    if isinstance(value, str):
-        return _go_string(value)
-    if isinstance(value, list):
-        return "[" + ",".join(api_server_json(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{_go_string(str(k))}:{api_server_json(v)}" for k, v in sorted(value.items())) + "}"
-    raise TypeError(f"not JSON: {value!r}")
+        return str(int(x)) if x.is_integer() and abs(x) < 2**63 else go_number(x)
+    return go_json(value, number)
 
 
 def ir_name(policy, index):

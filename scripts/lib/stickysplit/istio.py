@@ -97,10 +97,9 @@ def _go_string(s):
     return "".join(out)
 
 
-def jsonpb(value):
-    """A pluginConfig as istiod prints it (legacy golang/protobuf jsonpb of a
-    Struct): compact, keys sorted, numbers as Go float64, `<>&` and U+2028/9
-    escaped, other non-ASCII raw."""
+def go_json(value, number):
+    """JSON as Go's encoders print it: compact, keys sorted, `<>&` and
+    U+2028/9 escaped, other non-ASCII raw; numbers printed by `number`."""
     if value is None:
         return "null"
     if value is True:
@@ -108,14 +107,20 @@ def jsonpb(value):
     if value is False:
         return "false"
     if isinstance(value, (int, float)):
-        return go_number(value)
+        return number(value)
     if isinstance(value, str):
         return _go_string(value)
     if isinstance(value, list):
-        return "[" + ",".join(jsonpb(v) for v in value) + "]"
+        return "[" + ",".join(go_json(v, number) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{_go_string(str(k))}:{jsonpb(v)}" for k, v in sorted(value.items())) + "}"
+        return "{" + ",".join(f"{_go_string(str(k))}:{go_json(v, number)}" for k, v in sorted(value.items())) + "}"
     raise TypeError(f"not JSON: {value!r}")
+
+
+def jsonpb(value):
+    """A pluginConfig as istiod prints it (legacy golang/protobuf jsonpb of a
+    Struct): every number a Go float64."""
+    return go_json(value, go_number)
 
 
 class Agent:

@@ -20,7 +20,22 @@ def add_pool_backend(config, name):
     res["clusters"].append(envoy.static_cluster(name, at))
 
 
-class Load:
+class _Threads:
+    """Threads that run `_run(i)` until the context ends (subclasses set
+    `self.threads` and `self.stop_flag`)."""
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(timeout=10)
+
+
+class Load(_Threads):
     """Threads sending requests on new connections until stopped: a mix of
     new users and users pinned to given pools. Every result is kept with its
     start time, so a test can look at the requests of one config phase."""
@@ -51,22 +66,12 @@ class Load:
             with self.lock:
                 self.results.append(item)
 
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(timeout=10)
-
     def between(self, t0, t1):
         with self.lock:
             return [r for r in self.results if t0 <= r[0] < t1]
 
 
-class KeepAliveLoad:
+class KeepAliveLoad(_Threads):
     """Threads that each keep one HTTP/1.1 connection alive and send on it
     back to back (a returning user's browser), opening a new connection only
     when the gateway closes theirs. Every request is kept as (start,
@@ -97,12 +102,3 @@ class KeepAliveLoad:
             time.sleep(self.pause)
         client.close()
 
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(timeout=10)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from . import envoy
+
 
 def binary():
     """$PROMETHEUS_BIN if set, else `prometheus` on the PATH: its path, or
@@ -138,13 +140,7 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, timeout=15):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        envoy.reap(self.proc, timeout)
         self.proc = None
 
     def __enter__(self):

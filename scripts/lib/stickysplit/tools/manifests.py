@@ -82,25 +82,7 @@ def istio_schemas():
                 continue
             schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
             _strict(schema)
-            schema["properties"].update(
-                {
-                    "apiVersion": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "metadata": {
-                        "type": "object",
-                        "properties": {
-                            "name": {"type": "string"},
-                            "namespace": {"type": "string"},
-                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-                        },
-                        "required": ["name"],
-                        "additionalProperties": False,
-                    },
-                }
-            )
-            schema.setdefault("required", [])
-            schema["required"] = sorted(set(schema["required"]) | {"apiVersion", "kind", "metadata"})
+            _object_meta_schema(schema)
             out[(f"{group}/{version['name']}", kind)] = schema
     return out
 

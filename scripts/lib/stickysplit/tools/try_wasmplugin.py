@@ -107,6 +107,37 @@ def bootstrap(by_value, default, header):
     )
 
 
+def describe(plugin_name, pools, cookie, header, by_value, default):
+    """What the plugin and its routes say, as the run will test it."""
+    print(f"{plugin_name}: pools {pools}, cookie {cookie!r}, routes on {header}")
+    for value, (name, where) in by_value.items():
+        print(f"  {header}={value} -> {name} ({where})")
+    print(f"  default -> {default}")
+
+
+def started(gw):
+    """Starts the gateway; False (and why, on stderr) when it did not."""
+    try:
+        gw.__enter__()
+    except (RuntimeError, OSError) as e:
+        print(f"error: the gateway did not start: {e}", file=sys.stderr)
+        return False
+    return True
+
+
+def verdict(gw, weights, cookie, plugin_name, a):
+    """The split and stickiness checks through the running gateway, then
+    (with --serve) keeps it up; the exit code."""
+    url = f"http://127.0.0.1:{gw.gateway}/"
+    print(f"Gateway {url}\n")
+    ok = validate.run(url, weights, a.n, cookie, ALPHA, min(100, a.n), 10, "x-served-by", out=sys.stdout)
+    print(f"\n{'PASS' if ok else 'FAIL'}: {plugin_name} with its routes")
+    if a.serve:
+        print(f"\nServing (Ctrl-C to stop): curl -si {url}   admin http://127.0.0.1:{gw.envoy.ports['admin']}/")
+        gw.envoy.serve_until_interrupted()
+    return 0 if ok else 1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="try-wasmplugin", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,29 +181,15 @@ def main(argv=None):
         istio.wasm_spec(plugin)["sha256"] = digest
     agent = istio.Agent(layout, workdir / "agent-cache")
     gw = istio.IstioGateway(workdir, plugin, istio=a.istio, agent=agent, base=bootstrap(by_value, default, header))
-    print(f"{plugin_name}: pools {pools}, cookie {cookie!r}, routes on {header}")
-    for value, (name, where) in by_value.items():
-        print(f"  {header}={value} -> {name} ({where})")
-    print(f"  default -> {default}")
+    describe(plugin_name, pools, cookie, header, by_value, default)
     print(f"Delivered as Istio {a.istio} would: ECDS resource {gw.resource!r} (log: {gw.envoy.log_path})")
-    try:
-        gw.__enter__()
-    except (RuntimeError, OSError) as e:
-        print(f"error: the gateway did not start: {e}", file=sys.stderr)
+    if not started(gw):
         return 1
     try:
         if not gw.counts().get("update_success"):
             print(f"FAIL: Envoy refused the plugin:\n{gw.envoy.log_tail(10)}")
             return 1
-        url = f"http://127.0.0.1:{gw.gateway}/"
-        weights = {by_value[p][0]: w for p, w in pools.items()}
-        print(f"Gateway {url}\n")
-        ok = validate.run(url, weights, a.n, cookie, ALPHA, min(100, a.n), 10, "x-served-by", out=sys.stdout)
-        print(f"\n{'PASS' if ok else 'FAIL'}: {plugin_name} with its routes")
-        if a.serve:
-            print(f"\nServing (Ctrl-C to stop): curl -si {url}   admin http://127.0.0.1:{gw.envoy.ports['admin']}/")
-            gw.envoy.serve_until_interrupted()
-        return 0 if ok else 1
+        return verdict(gw, {by_value[p][0]: w for p, w in pools.items()}, cookie, plugin_name, a)
     finally:
         gw.__exit__(None, None, None)
 
@@ -246,33 +263,20 @@ def try_envoy_extension_policy(docs, a):
         print(f"FAIL: Envoy Gateway could not fetch or verify the module ({'; '.join(failed)}): the routes "
               f"{'would go on without the filter' if fail_open else 'would answer 500'}", file=sys.stderr)
         return 1
-    print(f"{plugin_name}: pools {pools}, cookie {cookie!r}, routes on {header}")
-    for value, (name, where) in by_value.items():
-        print(f"  {header}={value} -> {name} ({where})")
-    print(f"  default -> {default}")
+    describe(plugin_name, pools, cookie, header, by_value, default)
     print(f"Delivered as Envoy Gateway {gw.eg} would: listener {gw.listener!r}, filter "
           f"{eg.filter_name(policy, 0)!r} (disabled, enabled on {sum(1 for e in gw.entries if e.get('policy'))} "
           f"routes), module from a stand-in of its Wasm server (log: {gw.envoy.log_path})")
-    try:
-        gw.__enter__()
-    except (RuntimeError, OSError) as e:
-        print(f"error: the gateway did not start: {e}", file=sys.stderr)
+    if not started(gw):
         return 1
     try:
         log = gw.envoy.log_text()
         if "configured " not in log or "failed to load" in log:
             print(f"FAIL: the filter did not load:\n{gw.envoy.log_tail(10)}")
             return 1
-        url = f"http://127.0.0.1:{gw.gateway}/"
         served = {svc: name for (_, svc), (name, _) in gw.backends.items()}
         weights = {served.get(by_value[p][0], by_value[p][0]): w for p, w in pools.items()}
-        print(f"Gateway {url}\n")
-        ok = validate.run(url, weights, a.n, cookie, ALPHA, min(100, a.n), 10, "x-served-by", out=sys.stdout)
-        print(f"\n{'PASS' if ok else 'FAIL'}: {plugin_name} with its routes")
-        if a.serve:
-            print(f"\nServing (Ctrl-C to stop): curl -si {url}   admin http://127.0.0.1:{gw.envoy.ports['admin']}/")
-            gw.envoy.serve_until_interrupted()
-        return 0 if ok else 1
+        return verdict(gw, weights, cookie, plugin_name, a)
     finally:
         gw.__exit__(None, None, None)
 
