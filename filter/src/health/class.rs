@@ -159,16 +159,13 @@ pub fn needs_flags(status: u16) -> bool {
     status >= 500
 }
 
-/// Whether a request's `content-type` makes it a gRPC call (`application/grpc`,
-/// `application/grpc+proto`, `application/grpc-web...`).
-pub fn is_grpc(content_type: &[u8]) -> bool {
+/// What follows `application/grpc` in a request's `content-type` when it
+/// makes the request a gRPC call (`application/grpc`, `application/grpc+proto`,
+/// `application/grpc-web...`); `None` for any other content type.
+pub fn grpc_subtype(content_type: &[u8]) -> Option<&[u8]> {
     const GRPC: &[u8] = b"application/grpc";
-    let Some(head) = content_type.get(..GRPC.len()) else {
-        return false;
-    };
-    head.eq_ignore_ascii_case(GRPC)
-        && matches!(
-            content_type.get(GRPC.len()),
-            None | Some(b'+' | b'-' | b';')
-        )
+    let head = content_type.get(..GRPC.len())?;
+    let rest = content_type.get(GRPC.len()..)?;
+    let ends = matches!(rest.first(), None | Some(b'+' | b'-' | b';'));
+    (head.eq_ignore_ascii_case(GRPC) && ends).then_some(rest)
 }

@@ -13,7 +13,9 @@ mod class;
 mod follow;
 mod shared;
 
-pub use class::{header_number, is_grpc, needs_flags, status_code, Class, Failure, GATEWAY_FLAGS};
+pub use class::{
+    grpc_subtype, header_number, needs_flags, status_code, Class, Failure, GATEWAY_FLAGS,
+};
 pub use shared::{update, Board, HealthStore, Record, Stored};
 
 /// What a pool's health is.

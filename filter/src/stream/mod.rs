@@ -28,7 +28,7 @@ use rand_core::Rng;
 use crate::config::{Config, Secure};
 use crate::cookie::Stamp;
 use crate::decide::{finish, resolve_with, Conditions, Decision, Reason, Resolved};
-use crate::health::{is_grpc, Health};
+use crate::health::{grpc_subtype, Health};
 use crate::metrics;
 use crate::request::{cookies, is_https, Headers, Request};
 pub use respond::{conclude, respond, Concluded, Counts, ResponsePlan};
@@ -71,18 +71,16 @@ pub enum Protocol {
 impl Protocol {
     /// The protocol a request's `content-type` names.
     pub fn of(content_type: Option<&[u8]>) -> Protocol {
-        match content_type {
-            Some(ct) if is_grpc(ct) => {
-                let web = ct
-                    .get(16..20)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(b"-web"));
-                if web {
-                    Protocol::GrpcWeb
-                } else {
-                    Protocol::Grpc
-                }
+        match content_type.and_then(grpc_subtype) {
+            Some(rest)
+                if rest
+                    .get(..4)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"-web")) =>
+            {
+                Protocol::GrpcWeb
             }
-            _ => Protocol::Http,
+            Some(_) => Protocol::Grpc,
+            None => Protocol::Http,
         }
     }
 
@@ -193,23 +191,23 @@ pub fn route<S: HeaderSource + ?Sized, R: Rng + ?Sized>(
     }
     let decision = finish(config, resolved, cond, rng);
     let probe = health.is_some_and(|h| h.claim_probe(decision.pool, now.unwrap_or(0)));
+    // every header, when they were read; else single reads on demand
+    let whole = if complete {
+        Some(&headers)
+    } else {
+        all.as_ref()
+    };
     // gRPC changes how the response is judged. A gRPC call always has a
     // body, so a request without one (a plain GET) costs no read.
-    let protocol = if !config.reads_responses() {
-        Protocol::Http
-    } else if complete {
-        Protocol::of(Request::new(&headers).header("content-type").as_deref())
-    } else if let Some(all) = &all {
-        Protocol::of(Request::new(all).header("content-type").as_deref())
-    } else if source.has_body() {
-        Protocol::of(source.first("content-type").as_deref())
-    } else {
-        Protocol::Http
+    let protocol = match whole {
+        _ if !config.reads_responses() => Protocol::Http,
+        Some(h) => Protocol::of(Request::new(h).header("content-type").as_deref()),
+        None if source.has_body() => Protocol::of(source.first("content-type").as_deref()),
+        None => Protocol::Http,
     };
-    let (set_cookie, session_value) = issue(config, &decision, now, || match (complete, &all) {
-        (true, _) => Request::new(&headers).is_https(),
-        (false, Some(all)) => Request::new(all).is_https(),
-        (false, None) => source.first(":scheme").is_some_and(|s| is_https(&s)),
+    let (set_cookie, session_value) = issue(config, &decision, now, || match whole {
+        Some(h) => Request::new(h).is_https(),
+        None => source.first(":scheme").is_some_and(|s| is_https(&s)),
     });
     Routed {
         decision,
