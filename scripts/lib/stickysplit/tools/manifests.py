@@ -37,21 +37,32 @@ def load_docs(paths):
 def manifest_sets():
     """{name: [paths]}: each deployable set (a use case, or a variant
     applied over one)."""
-    k8s = sorted((ROOT / "kubernetes").glob("*.yaml"))
-    no_sidecar = sorted((ROOT / "kubernetes/no-sidecar").glob("*.yaml"))
-    replaced = {p.name for p in no_sidecar}
+    k8s = _yaml_in("kubernetes")
     # the Gateway API set deploys the same namespace, workloads and HPAs
-    workloads = [p for p in k8s if p.name.startswith(("00-", "10-", "20-"))]
-    gateway_api = workloads + sorted((ROOT / "gateway-api").glob("*.yaml"))
-    traffic_extension = sorted((ROOT / "gateway-api/trafficextension").glob("*.yaml"))
-    replaced_te = {p.name for p in traffic_extension}
+    gateway_api = _workloads() + _yaml_in("gateway-api")
     return {
         "kubernetes": k8s,
-        "kubernetes/no-sidecar": [p for p in k8s if p.name not in replaced] + no_sidecar,
-        "vm": sorted((ROOT / "vm").glob("*.yaml")),
+        "kubernetes/no-sidecar": _replaced(k8s, _yaml_in("kubernetes/no-sidecar")),
+        "vm": _yaml_in("vm"),
         "gateway-api": gateway_api,
-        "gateway-api/trafficextension": [p for p in gateway_api if p.name not in replaced_te] + traffic_extension,
+        "gateway-api/trafficextension": _replaced(gateway_api, _yaml_in("gateway-api/trafficextension")),
     }
+
+
+def _yaml_in(folder):
+    """The manifests of a folder of wasmplugin/, in apply order."""
+    return sorted((ROOT / folder).glob("*.yaml"))
+
+
+def _workloads():
+    """The namespace, workloads and HPAs of kubernetes/ that other sets deploy too."""
+    return [p for p in _yaml_in("kubernetes") if p.name.startswith(("00-", "10-", "20-"))]
+
+
+def _replaced(base, variant):
+    """`base` with the files of `variant` in place of those of the same name."""
+    names = {p.name for p in variant}
+    return [p for p in base if p.name not in names] + variant
 
 
 def _strict(node):
@@ -256,13 +267,10 @@ EG_PROXY = ("gateway.envoyproxy.io/v1alpha1", "EnvoyProxy")
 def envoy_gateway_sets():
     """{name: [paths]}: the Envoy Gateway sets, with the namespace,
     workloads and HPAs of kubernetes/; gateway-target/ replaces the policy."""
-    workloads = [p for p in sorted((ROOT / "kubernetes").glob("*.yaml")) if p.name.startswith(("00-", "10-", "20-"))]
-    base = workloads + sorted((ROOT / "envoy-gateway").glob("*.yaml"))
-    variant = sorted((ROOT / "envoy-gateway/gateway-target").glob("*.yaml"))
-    replaced = {p.name for p in variant}
+    base = _workloads() + _yaml_in("envoy-gateway")
     return {
         "envoy-gateway": base,
-        "envoy-gateway/gateway-target": [p for p in base if p.name not in replaced] + variant,
+        "envoy-gateway/gateway-target": _replaced(base, _yaml_in("envoy-gateway/gateway-target")),
     }
 
 

@@ -107,6 +107,21 @@ def bootstrap(by_value, default, header):
     )
 
 
+def refused(errors):
+    """Prints why the manifests disagree; the exit code."""
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+def module_layout():
+    """The work folder and the built module's OCI layout and digest."""
+    workdir = RUN / "try-wasmplugin"
+    workdir.mkdir(parents=True, exist_ok=True)
+    layout, digest = istio.build_layout(workdir)
+    return workdir, layout, digest
+
+
 def describe(plugin_name, pools, cookie, header, by_value, default):
     """What the plugin and its routes say, as the run will test it."""
     print(f"{plugin_name}: pools {pools}, cookie {cookie!r}, routes on {header}")
@@ -169,13 +184,8 @@ def main(argv=None):
     by_value, default = routes_of(docs, header)
     errors = disagreements(list(pools), header, by_value, default, plugin_name)
     if errors:
-        for e in errors:
-            print(f"error: {e}", file=sys.stderr)
-        return 2
-
-    workdir = RUN / "try-wasmplugin"
-    workdir.mkdir(parents=True, exist_ok=True)
-    layout, digest = istio.build_layout(workdir)
+        return refused(errors)
+    workdir, layout, digest = module_layout()
     plugin = copy.deepcopy(plugin)
     if not a.keep_sha256:
         istio.wasm_spec(plugin)["sha256"] = digest
@@ -226,13 +236,8 @@ def try_envoy_extension_policy(docs, a):
                                             {(g["metadata"].get("namespace", "default"), g["metadata"]["name"]): g
                                              for g in gateways}, routes)
     if errors:
-        for e in errors:
-            print(f"error: {e}", file=sys.stderr)
-        return 2
-
-    workdir = RUN / "try-wasmplugin"
-    workdir.mkdir(parents=True, exist_ok=True)
-    layout, digest = istio.build_layout(workdir)
+        return refused(errors)
+    workdir, layout, digest = module_layout()
     code = entry["code"]
     if code["type"] == "Image":
         registry = eg.Registry(images={code["image"]["url"]: layout})
