@@ -45,8 +45,9 @@ def test_plugin_config_is_accepted_by_the_filter_in_envoy(name, workdir, base_co
     assert "configured 2 pools" in out
 
 
-def mutated(name, kind, change):
-    docs = copy.deepcopy(manifests.load_docs(SETS[name]))
+def mutated(name, kind, change, sets=SETS):
+    """The set's documents with `change` applied to the first of `kind`."""
+    docs = copy.deepcopy(manifests.load_docs(sets[name]))
     for _, d in docs:
         if d["kind"] == kind:
             change(d)
@@ -304,12 +305,7 @@ def test_envoy_extension_policy_against_each_crd_generation(change, refused_by, 
 
 
 def eg_mutated(name, kind, change):
-    docs = copy.deepcopy(manifests.load_docs(EG_SETS[name]))
-    for _, d in docs:
-        if d["kind"] == kind:
-            change(d)
-            break
-    return docs
+    return mutated(name, kind, change, EG_SETS)
 
 
 def _rules_only(d):
