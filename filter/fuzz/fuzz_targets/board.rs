@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| sticky_split::fuzzing::board(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sticky_split_harness::board(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| sticky_split::fuzzing::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sticky_split_harness::config(data));

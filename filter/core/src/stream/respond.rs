@@ -1,0 +1,318 @@
+//! The response of a routed request: its class, what it does to the pool's
+//! health, whether the user moves off a failing pool, and the plan the glue
+//! applies as it is: which `Set-Cookie` wins, the session and debug headers,
+//! and the counters to bump. A gRPC call's outcome may come later, in the
+//! trailers or with the end of the stream: [`conclude`] counts it then.
+
+use rand_core::Rng;
+
+use super::route::issue;
+use super::{Routed, StreamHost};
+use crate::config::Config;
+use crate::decide::{fail_over, moves_on_failure, Conditions, Decision};
+use crate::health::{Change, Health, State};
+use crate::metrics::CounterLayout;
+use crate::outcome::{header_number, needs_flags, status_code, Class, Failure};
+use crate::request::{Protocol, Request};
+
+/// What to do with a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsePlan<'a> {
+    /// The response's class; `None` when neither the counters nor failover
+    /// read responses, or when a gRPC call's status is still to come
+    /// (`pending`).
+    pub class: Option<Class>,
+    /// A gRPC call whose `grpc-status` comes in the trailers: pass it to
+    /// [`conclude`] then, or with `None` if the stream ends without them.
+    pub pending: bool,
+    /// The user's new decision when this response moved them off a failing
+    /// pool.
+    pub failed_over: Option<Decision>,
+    /// The name of the chosen pool when this response ejected it.
+    pub ejected: Option<&'a str>,
+    /// Appended as a `Set-Cookie` header: the application's own stay.
+    pub set_cookie: Option<String>,
+    /// (name, value) of the session header to set.
+    pub session: Option<(&'a str, String)>,
+    /// (name, value) of the debug header to set.
+    pub debug: Option<(&'a str, String)>,
+    /// Counter slots to increment by one each.
+    pub counts: Counts,
+}
+
+/// Up to three counter slots: the response's class, an ejection, a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts([Option<usize>; 3]);
+
+impl Counts {
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().flatten().copied()
+    }
+}
+
+/// Judges the response to `routed` and plans what to write. Reads the
+/// `:status` only when counters or failover need it, a gRPC call's
+/// `grpc-status` header, the response flags for a 5xx or a gRPC error, and
+/// the request headers again only to move a user. An unreadable `:status` is counted as
+/// a 5xx. `health`: the VM's pool health, when failover is on.
+pub fn respond<'a, S: StreamHost + ?Sized, R: Rng + ?Sized>(
+    config: &'a Config,
+    source: &mut S,
+    rng: &mut R,
+    health: Option<&mut Health>,
+    routed: Routed,
+) -> ResponsePlan<'a> {
+    if !config.reads_responses() {
+        return plan(config, routed, Judged::default());
+    }
+    let status = status_code(source.response_header(":status").as_deref());
+    let (class, flags) = match routed.protocol {
+        Protocol::Http => {
+            let flags = if needs_flags(status) {
+                source.response_flags()
+            } else {
+                0
+            };
+            (Some(Class::of(status, flags)), flags)
+        }
+        Protocol::Grpc | Protocol::GrpcWeb => {
+            let code = header_number(source.response_header("grpc-status").as_deref());
+            // Envoy's own failure replies to a gRPC call are trailers-only
+            // with an error status (HTTP 200): only an error, or a 5xx,
+            // needs the flags; a call going well reads none
+            let flags = match code {
+                Some(0) => 0,
+                Some(_) => source.response_flags(),
+                None if needs_flags(status) => source.response_flags(),
+                None => 0,
+            };
+            let class = match code {
+                // a trailers-only response
+                Some(code) => Some(Class::of_grpc(Some(code), flags)),
+                // not a gRPC answer at all (the client maps the HTTP status),
+                // or gRPC-Web, whose status travels in the body: the HTTP
+                // status is all the filter sees
+                None if status != 200 || routed.protocol == Protocol::GrpcWeb => {
+                    Some(Class::of(status, flags))
+                }
+                // the status comes in the trailers
+                None => None,
+            };
+            (class, flags)
+        }
+    };
+    let judged = match class {
+        Some(class) => judge(config, source, rng, health, &routed, class, flags),
+        None => {
+            // the pool answered: that is what its health needs to know now
+            // (a probe ends here); the class waits for the trailers
+            if let Some(h) = health {
+                h.record(routed.decision.pool, false, 0);
+            }
+            Judged {
+                pending: true,
+                ..Judged::default()
+            }
+        }
+    };
+    plan(config, routed, judged)
+}
+
+impl<'a> ResponsePlan<'a> {
+    /// The plan made without looking at the response: the request's own
+    /// Set-Cookie, session and debug headers, nothing counted. For a glue
+    /// that cannot reach the VM's state (never expected; still, the user gets
+    /// their cookie).
+    pub fn unjudged(config: &'a Config, routed: Routed) -> ResponsePlan<'a> {
+        plan(config, routed, Judged::default())
+    }
+}
+
+/// What the response said and did.
+#[derive(Debug, Default)]
+struct Judged {
+    class: Option<Class>,
+    pending: bool,
+    ejected: bool,
+    /// The new decision, its Set-Cookie and session value.
+    moved: Option<(Decision, Option<String>, Option<String>)>,
+}
+
+/// The pool's health after a response of this class, and for a failure
+/// that moves users the user's new pool.
+fn judge<S: StreamHost + ?Sized, R: Rng + ?Sized>(
+    config: &Config,
+    source: &mut S,
+    rng: &mut R,
+    health: Option<&mut Health>,
+    routed: &Routed,
+    class: Class,
+    flags: u64,
+) -> Judged {
+    let mut out = Judged {
+        class: Some(class),
+        ..Judged::default()
+    };
+    let Some(health) = health else {
+        return out;
+    };
+    let pool = routed.decision.pool;
+    let Some((now, failure)) = record(source, health, pool, class, flags, &mut out.ejected) else {
+        return out;
+    };
+    // a reset moves nobody until the pool is ejected: one cut connection is
+    // routine
+    let moves = match failure {
+        Failure::Unreachable => true,
+        Failure::Reset => matches!(health.state(pool), Some(State::Open { .. })),
+        Failure::Overflow => false,
+    };
+    if !moves || !moves_on_failure(config, &routed.decision) {
+        return out;
+    }
+    let avoid = health.out_of_service(now);
+    let cond = Conditions {
+        now: Some(now),
+        avoid: avoid.as_deref(),
+    };
+    let headers = source.request_headers();
+    let req = Request::new(&headers);
+    if let Some(moved) = fail_over(config, &req, pool, cond, rng) {
+        let (set_cookie, session) = issue(config, &moved, Some(now), || req.is_https());
+        out.moved = Some((moved, set_cookie, session));
+    }
+    out
+}
+
+/// Feeds the pool's health with a response of this class: a gateway-level
+/// failure other than an overflow counts toward ejection, anything else but
+/// an overflow is a success. Returns the time and the failure, if it was one;
+/// sets `ejected` when this response ejected the pool.
+fn record<S: StreamHost + ?Sized>(
+    source: &mut S,
+    health: &mut Health,
+    pool: usize,
+    class: Class,
+    flags: u64,
+    ejected: &mut bool,
+) -> Option<(u64, Failure)> {
+    let failure = (class == Class::Gateway)
+        .then(|| Failure::of(flags))
+        .flatten();
+    match failure {
+        // an overflow says the pool is busy, nothing about whether it is up;
+        // a probe it shed tells nothing either, so another may probe
+        Some(Failure::Overflow) => {
+            health.probe_abandoned(pool);
+            None
+        }
+        Some(failure) => {
+            // the clock only for a failure: an ejection needs its start
+            let now = source.now();
+            *ejected = health.record(pool, true, now) == Change::Ejected;
+            Some((now, failure))
+        }
+        None => {
+            // a success, a probe's included, needs no time
+            *ejected = health.record(pool, false, 0) == Change::Ejected;
+            None
+        }
+    }
+}
+
+/// The outcome of a gRPC call whose status came after its response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concluded<'a> {
+    pub class: Class,
+    /// The name of the pool when this outcome ejected it.
+    pub ejected: Option<&'a str>,
+    pub counts: Counts,
+}
+
+/// Concludes a pending gRPC call to `pool`: `grpc_status` is the trailers'
+/// `grpc-status`, `None` when the stream ended without one (a reset stream,
+/// counted as a failure: as a gateway-level one when Envoy's flags say it
+/// cut the stream). The user cannot move now: their headers are gone.
+pub fn conclude<'a, S: StreamHost + ?Sized>(
+    config: &'a Config,
+    source: &mut S,
+    health: Option<&mut Health>,
+    pool: usize,
+    grpc_status: Option<&[u8]>,
+) -> Concluded<'a> {
+    let code = header_number(grpc_status);
+    let flags = if code.is_none() {
+        source.response_flags()
+    } else {
+        0
+    };
+    let class = Class::of_grpc(code, flags);
+    let mut ejected = false;
+    if let Some(health) = health {
+        record(source, health, pool, class, flags, &mut ejected);
+    }
+    let layout = CounterLayout {
+        pools: config.pools.len(),
+    };
+    let mut counts = Counts::default();
+    if config.response_counters {
+        counts.0[0] = Some(layout.response(pool, class));
+    }
+    if ejected {
+        counts.0[1] = Some(layout.ejection(pool));
+    }
+    Concluded {
+        class,
+        ejected: ejected
+            .then(|| config.pool(pool).map(|p| p.name.as_str()))
+            .flatten(),
+        counts,
+    }
+}
+
+/// The headers and counts: a moved user's new value replaces the planned
+/// one; the debug header names the pool, the reason and where the user
+/// moved.
+fn plan(config: &Config, routed: Routed, judged: Judged) -> ResponsePlan<'_> {
+    let pool = routed.decision.pool;
+    let name_of = |i: usize| config.pool(i).map(|p| p.name.as_str());
+    let layout = CounterLayout {
+        pools: config.pools.len(),
+    };
+    let mut counts = Counts::default();
+    if config.response_counters {
+        counts.0[0] = judged.class.map(|c| layout.response(pool, c));
+    }
+    if judged.ejected {
+        counts.0[1] = Some(layout.ejection(pool));
+    }
+    let (failed_over, set_cookie, session_value) = match judged.moved {
+        Some((moved, set_cookie, session)) => {
+            counts.0[2] = Some(layout.failover(pool));
+            (Some(moved), set_cookie, session)
+        }
+        None => (None, routed.set_cookie, routed.session_value),
+    };
+    let debug = config.debug_header.as_deref().and_then(|header| {
+        let mut value = format!(
+            "pool={}; reason={}",
+            name_of(pool)?,
+            routed.decision.reason.as_str()
+        );
+        if let Some(moved) = failed_over.and_then(|d| name_of(d.pool)) {
+            value.push_str("; failover=");
+            value.push_str(moved);
+        }
+        Some((header, value))
+    });
+    ResponsePlan {
+        class: judged.class,
+        pending: judged.pending,
+        failed_over,
+        ejected: judged.ejected.then(|| name_of(pool)).flatten(),
+        set_cookie,
+        session: config.session_header.as_deref().zip(session_value),
+        debug,
+        counts,
+    }
+}
