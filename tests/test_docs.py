@@ -3,7 +3,7 @@ points at a file or directory of the repository, and every anchor at a
 heading of the page it names, by GitHub's slug rules. Needs no Envoy.
 
 (The configuration reference and the quoted refusals are checked against the
-code by the native test filter/tests/native/docs.rs.)"""
+code by the native test filter/core/tests/native/docs.rs.)"""
 
 import re
 from pathlib import Path
