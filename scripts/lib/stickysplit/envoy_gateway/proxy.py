@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .. import envoy
 from ..metrics import NeverHeld, until
 from ..oci import build_layout
 from ..paths import envoy_bin
+from ..proc import run
 from .module_server import ModuleServer
 from .registry import Registry
 from .routes import key_of
@@ -31,7 +31,7 @@ DRAIN_ARGS = ("--drain-strategy", "immediate", "--drain-time-s", "60")
 @functools.lru_cache(maxsize=None)
 def envoy_version():
     """The running Envoy's version, e.g. '1.40.0'."""
-    out = subprocess.run([envoy_bin(), "--version"], capture_output=True, text=True, timeout=60).stdout
+    out = run([envoy_bin(), "--version"], timeout=60).stdout
     m = re.search(r"version: [0-9a-f]+/(\d+\.\d+\.\d+)", out)
     return m.group(1) if m else "0.0.0"
 
