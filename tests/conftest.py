@@ -1,4 +1,4 @@
-"""Integration tests run the built module in a real Envoy (see README).
+"""Integration tests run the built module in a real Envoy (see docs/testing.md).
 Fixtures only; shared helpers are in helpers.py."""
 
 import os

@@ -3,13 +3,13 @@ built module; a bad plugin config fails validation with the field named."""
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stickysplit import envoy, testbed
+from stickysplit.proc import run
 
 ENVOY_TEST = sorted(Path(envoy.REPO, "envoy-test").glob("envoy*.yaml"))
 
@@ -42,13 +42,8 @@ def test_shipped_envoy_configs_validate_with_the_built_module(path, workdir):
         code, out = envoy.validate(envoy.render(config), workdir)
     else:
         # as users run it: from the repository root, module path as written
-        proc = subprocess.run(
-            [envoy.envoy_bin(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
-            cwd=envoy.REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run([envoy.envoy_bin(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+                   timeout=120, cwd=envoy.REPO)
         code, out = proc.returncode, proc.stdout + proc.stderr
     assert code == 0, out[-3000:]
     assert "configured 2 pools" in out

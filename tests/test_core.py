@@ -3,13 +3,13 @@ forged headers, reassignment, draining, odd bytes, routing re-evaluation."""
 
 import http.client
 import ssl
-import subprocess
 
 import pytest
 
 from helpers import assert_vm_healthy
 from stickysplit import envoy, testbed
 from stickysplit.http import Client, set_cookie_pair
+from stickysplit.proc import run
 from stickysplit.stats import ALPHA, split_verdict
 from stickysplit.testbed import COOKIE
 
@@ -190,11 +190,8 @@ def test_secure_attribute_follows_the_config(workdir, base_config):
 def make_cert(workdir):
     key, crt = workdir / "tls.key", workdir / "tls.crt"
     if not crt.exists():
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)],
-            check=True, capture_output=True,
-        )
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)], timeout=60, check=True)
     return key, crt
 
 

@@ -1,61 +1,73 @@
-"""The docs' links hold: every relative link in README.md and docs/*.md
-points at a file or directory of the repository, and every anchor at a
-heading of the page it names, by GitHub's slug rules. Needs no Envoy.
+"""The docs hold: every relative link in README.md and docs/*.md points at
+a file or directory of the repository, and every anchor at a heading of the
+page it names, by GitHub's slug rules; the Layout of docs/testing.md names
+what is in the tree. Needs no Envoy.
 
-(The configuration reference and the quoted refusals are checked against the
-code by the native test filter/core/tests/native/docs.rs.)"""
+Markdown is parsed by markdown-it-py (CommonMark, GitHub's tables, raw HTML
+read by html.parser), so code blocks and code spans are never taken for
+links or headings. (The configuration reference and the quoted refusals are
+checked against the code by the native test filter/core/tests/native/docs.rs.)"""
 
 import re
+from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
+from markdown_it import MarkdownIt
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
-FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-# a code span: a run of backticks, then anything up to the same run
-CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.S)
-INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
-REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.M)
-HTML_LINK = re.compile(r"\b(?:href|src)=\"([^\"]+)\"")
-HTML_ANCHOR = re.compile(r"\b(?:id|name)=\"([^\"]+)\"")
-HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
-SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^//")
+# GitHub renders CommonMark plus tables and passes raw HTML through
+MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table")
+# GitHub's anchor for lines of a file that is not Markdown: #L12, #L12-L20
 LINE_ANCHOR = re.compile(r"^L\d+(-L\d+)?$")
 
 
-def blank(text):
-    """The same text with every character but newlines made a space."""
-    return re.sub(r"[^\n]", " ", text)
+class _Attributes(HTMLParser):
+    """The link targets (href, src) and anchors (id, name) of raw HTML."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.targets, self.ids = [], []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if value is not None and name in ("href", "src"):
+                self.targets.append(value)
+            elif value is not None and name in ("id", "name"):
+                self.ids.append(value)
+
+    handle_startendtag = handle_starttag
 
 
-def prose(markdown):
-    """The page without fenced code blocks and code spans, which become
-    spaces: offsets and line numbers stay those of the page."""
-    out, fence = [], None
-    for line in markdown.split("\n"):
-        m = FENCE.match(line)
-        if fence is None and m:
-            fence = m.group(1)
-            out.append(blank(line))
-        elif fence is not None:
-            closing = line.strip()
-            if closing.startswith(fence) and set(closing) == {fence[0]}:
-                fence = None
-            out.append(blank(line))
-        else:
-            out.append(line)
-    return CODE_SPAN.sub(lambda m: blank(m.group(0)), "\n".join(out))
+def html_attributes(html):
+    """(targets, ids) of an HTML block or inline tag."""
+    parser = _Attributes()
+    parser.feed(html)
+    parser.close()
+    return parser.targets, parser.ids
+
+
+def parse(markdown):
+    """(block tokens, reference definitions) of a page."""
+    env = {}
+    return MARKDOWN.parse(markdown, env), env.get("references", {})
+
+
+def plain_text(children):
+    """Inline tokens as GitHub renders them to text: links to their text,
+    code spans to their content, images to their alt text, HTML tags
+    and emphasis marks dropped."""
+    return "".join(" " if c.type == "softbreak" else c.content
+                   for c in children if c.type in ("text", "code_inline", "image", "softbreak"))
 
 
 def heading_text(markdown_text):
-    """A heading as GitHub renders it to text: links to their text, code
-    spans to their content, HTML tags dropped."""
-    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", markdown_text)
-    text = CODE_SPAN.sub(lambda m: m.group(2).strip(), text)
-    return re.sub(r"<[^>]+>", "", text)
+    """A heading's Markdown as GitHub renders it to text."""
+    [inline] = MARKDOWN.parseInline(markdown_text)
+    return plain_text(inline.children)
 
 
 def slug(text):
@@ -78,31 +90,54 @@ def slugs(headings):
     return out
 
 
+def headings(tokens):
+    """The text of every heading (ATX or setext), in page order."""
+    return [plain_text(tokens[i + 1].children) for i, t in enumerate(tokens) if t.type == "heading_open"]
+
+
+def html_pieces(tokens):
+    """(block line range, raw HTML) of every HTML block and inline tag."""
+    for t in tokens:
+        if t.type == "html_block":
+            yield t.map, t.content
+        elif t.type == "inline":
+            yield from ((t.map, c.content) for c in t.children if c.type == "html_inline")
+
+
 def anchors(page):
     """Every anchor a link may name on `page`: its headings' and HTML ids."""
-    markdown = page.read_text()
-    headings = []
-    fence = None
-    for line in markdown.split("\n"):
-        m = FENCE.match(line)
-        if fence is None and m:
-            fence = m.group(1)
-        elif fence is not None:
-            closing = line.strip()
-            if closing.startswith(fence) and set(closing) == {fence[0]}:
-                fence = None
-        elif h := HEADING.match(line):
-            headings.append(heading_text(h.group(2)))
-    return set(slugs(headings)) | set(HTML_ANCHOR.findall(prose(markdown)))
+    tokens, _ = parse(page.read_text())
+    ids = {i for _, html in html_pieces(tokens) for i in html_attributes(html)[1]}
+    return set(slugs(headings(tokens))) | ids
 
 
-def links(page):
-    """(line, target) of every link on `page` outside code."""
-    text = prose(page.read_text())
+def links_in(markdown):
+    """(line, target) of every link, image, reference definition and HTML
+    href/src of a page; code is not Markdown, so nothing in it counts."""
+    tokens, references = parse(markdown)
+    lines = markdown.split("\n")
+
+    def line_of(target, span):
+        # a token knows its block's lines; the link is on the first of them
+        # that holds its target (markdown-it may have %-encoded it)
+        start, end = span
+        for n in range(start, end):
+            if target in lines[n] or unquote(target) in lines[n]:
+                return n + 1
+        return start + 1
+
     found = []
-    for pattern in (INLINE_LINK, REFERENCE_DEFINITION, HTML_LINK):
-        for m in pattern.finditer(text):
-            found.append((text.count("\n", 0, m.start(1)) + 1, m.group(1)))
+    for t in tokens:
+        if t.type != "inline":
+            continue
+        for c in t.children:
+            if c.type == "link_open":
+                found.append((line_of(c.attrs["href"], t.map), c.attrs["href"]))
+            elif c.type == "image":
+                found.append((line_of(c.attrs["src"], t.map), c.attrs["src"]))
+    for span, html in html_pieces(tokens):
+        found += [(line_of(target, span), target) for target in html_attributes(html)[0]]
+    found += [(ref["map"][0] + 1, ref["href"]) for ref in references.values()]
     return sorted(found)
 
 
@@ -110,7 +145,8 @@ def broken(page, target):
     """Why a link from `page` to `target` does not resolve, or None."""
     if not target:
         return "empty link"
-    if SCHEME.match(target):
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return None  # not relative: not checked here
     path, _, anchor = target.partition("#")
     dest = (page.parent / unquote(path)).resolve() if path else page
@@ -139,6 +175,7 @@ def broken(page, target):
         ("hashOn", "hashon"),
         ("The run of the previous build (314,009-byte module)", "the-run-of-the-previous-build-314009-byte-module"),
         ("See [Failover](failover.md)", "see-failover"),
+        ("A <b>bold</b> ![icon](i.png) move", "a-bold-icon-move"),
     ],
 )
 def test_slug_rules(heading, expected):
@@ -150,13 +187,18 @@ def test_repeated_headings_are_numbered():
 
 
 def test_code_is_not_prose():
-    page = "[a](x.md)\n```sh\n[b](y.md)\n# not a heading\n```\n`[c](z.md)` and ``[d](w.md) ` `` [e](v.md)\n"
-    assert INLINE_LINK.findall(prose(page)) == ["x.md", "v.md"]
+    page = ("[a](x.md)\n```sh\n[b](y.md)\n# not a heading\n```\n`[c](z.md)` and ``[d](w.md) ` `` [e](v.md)\n"
+            "\n    [f](indented-code.md)\n\n| t |\n|---|\n| [g](cell.md) `[h](cell-code.md)` |\n\n"
+            "<p id=\"here\"><a href=\"html.md\">i</a></p>\n\n[j][ref]\n\n[ref]: ref.md#part\n")
+    assert links_in(page) == [(1, "x.md"), (6, "v.md"), (12, "cell.md"), (14, "html.md"), (16, "ref.md#part"),
+                              (18, "ref.md#part")]
+    tokens, _ = parse(page)
+    assert headings(tokens) == []
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_links_resolve(page):
-    found = links(page)
+    found = links_in(page.read_text())
     assert found or page.name != "README.md", "no links found in README.md: the parser is broken"
     problems = [
         f"{page.relative_to(REPO)}:{line}: ({target}) {why}"
@@ -164,3 +206,98 @@ def test_links_resolve(page):
         if (why := broken(page, target))
     ]
     assert not problems, "\n" + "\n".join(problems)
+
+
+# ---- the Layout of docs/testing.md ----
+
+TESTING = REPO / "docs/testing.md"
+# The part of the Layout held to the tree: entries whose path starts with
+# one of these.
+HELD = ("pyproject.toml", "filter/", "scripts/", "tests/", "docs/")
+# Folders whose every subfolder the Layout must mention ...
+EVERY_FOLDER = ("filter", "filter/core", "filter/src", "scripts", "scripts/lib/stickysplit", "tests", "docs")
+# ... and those whose every file too, as the Layout enumerates them (the
+# module crate's files: it is glue only, and the Layout says what each does).
+ENUMERATED = ("filter/src", "scripts", "scripts/lib/stickysplit")
+# What a word of a description must end with to name a file or folder.
+NAME_ENDINGS = ("/", ".py", ".rs", ".sh", ".txt", ".toml", ".json", ".yaml", ".md")
+
+
+def layout():
+    """[(line in docs/testing.md, path, description)] of the code block
+    under the heading Layout: an entry starts at column 0 with its path; an
+    indented line continues its description."""
+    tokens, _ = parse(TESTING.read_text())
+    at = next(i for i, t in enumerate(tokens) if t.type == "heading_open" and tokens[i + 1].content == "Layout")
+    block = next(t for t in tokens[at:] if t.type == "fence")
+    entries = []
+    for n, line in enumerate(block.content.splitlines(), start=block.map[0] + 2):
+        if line[:1] not in ("", " "):
+            path, _, description = line.partition(" ")
+            entries.append([n, path, description.strip()])
+        elif line.strip():
+            entries[-1][2] += " " + line.strip()
+    return entries
+
+
+def names_in(base, description):
+    """[(name, places)] of what a description names, each with the folders
+    it may be in, innermost first: the folder named just before a
+    parenthesis holds what the parenthesis names; then the entry's own
+    folder; then the repository. A description that is only a list (`a, b;
+    c`) names every item."""
+    items = [w.strip() for w in re.split(r"[,;]", description)]
+    if all(w and " " not in w for w in items):
+        return [(w, [base]) for w in items]
+    found, scopes, last = [], [base], ""
+    for word in re.findall(r"[()]|[^\s(),;:]+", description):
+        if word == "(":
+            scopes.append(scopes[-1] / last if last.endswith("/") else scopes[-1])
+        elif word == ")":
+            scopes.pop()
+        elif word.endswith(NAME_ENDINGS):
+            found.append((word, [*reversed(scopes), REPO]))
+        last = word
+    return found
+
+
+def layout_problems():
+    """What the held part of the Layout gets wrong about the tree."""
+    problems, mentioned = [], set()
+    for line, path, description in layout():
+        if not path.startswith(HELD):
+            continue
+        entry = REPO / path
+        if not entry.exists():
+            problems.append(f"docs/testing.md:{line}: Layout entry {path} does not exist")
+        mentioned |= {entry, *entry.parents}
+        base = entry if path.endswith("/") else entry.parent
+        for name, places in names_in(base, description):
+            found = [p / name for p in places if (p / name).exists()]
+            if not found:
+                where = ", ".join(str(p.relative_to(REPO)) + "/" for p in places[:-1])
+                problems.append(f"docs/testing.md:{line}: Layout entry {path} names {name}, not in {where}")
+            mentioned |= {found[0], *found[0].parents} if found else set()
+    for folder in EVERY_FOLDER:
+        for child in sorted((REPO / folder).iterdir()):
+            if child.name.startswith((".", "__")):
+                continue  # caches, and __init__.py
+            if child not in mentioned and (child.is_dir() or folder in ENUMERATED):
+                problems.append(f"docs/testing.md: Layout does not mention {child.relative_to(REPO)}")
+    return problems
+
+
+def test_layout_names_what_is_in_the_tree():
+    paths = {path for _, path, _ in layout()}
+    assert {"scripts/", "tests/", "scripts/lib/stickysplit/"} <= paths, "the Layout parser is broken"
+    problems = layout_problems()
+    assert not problems, "\n" + "\n".join(problems)
+
+
+def test_layout_names_are_read_in_their_folder():
+    names = dict(names_in(REPO / "x", "pool.py (a), sub/ (inner.py, ../ and scripts/ here), other.json"))
+    assert names == {"pool.py": [REPO / "x", REPO], "sub/": [REPO / "x", REPO],
+                     "inner.py": [REPO / "x/sub", REPO / "x", REPO], "../": [REPO / "x/sub", REPO / "x", REPO],
+                     "scripts/": [REPO / "x/sub", REPO / "x", REPO], "other.json": [REPO / "x", REPO]}
+    assert names_in(REPO / "scripts", "setup, build; common.sh") == [
+        ("setup", [REPO / "scripts"]), ("build", [REPO / "scripts"]), ("common.sh", [REPO / "scripts"])]

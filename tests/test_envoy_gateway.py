@@ -19,7 +19,7 @@ from helpers import assert_vm_healthy
 from stickysplit import envoy
 from stickysplit import envoy_gateway as eg
 from stickysplit.http import Client
-from stickysplit.istio import build_layout
+from stickysplit.oci import build_layout
 from stickysplit.live import KeepAliveLoad, Load
 from stickysplit.stats import ALPHA, split_verdict
 from stickysplit.testbed import DEBUG_HEADER

@@ -16,6 +16,7 @@ from stickysplit import envoy, istio, testbed
 from stickysplit.http import Client
 from stickysplit.live import Load, add_pool_backend
 from stickysplit.metrics import total_at_least, until
+from stickysplit.oci import build_layout
 from stickysplit.stats import ALPHA, split_verdict
 from stickysplit.testbed import COOKIE, DEBUG_HEADER
 from stickysplit.tools import manifests
@@ -27,7 +28,7 @@ SETS = manifests.manifest_sets()
 def agent(tmp_path_factory):
     """istio-agent's view of the registry: scripts/package-oci's image."""
     d = tmp_path_factory.mktemp("agent")
-    layout, digest = istio.build_layout(d)
+    layout, digest = build_layout(d)
     a = istio.Agent(layout, d / "cache")
     a.digest = digest
     return a

@@ -8,7 +8,7 @@ import json
 import tarfile
 
 from stickysplit import envoy
-from stickysplit.tools import oci
+from stickysplit import oci
 
 
 def sha(data):

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from stickysplit import envoy
+from stickysplit.proc import TimedOut, run
 from stickysplit.stats import ALPHA, chi_square, chi_square_sf, split_verdict
 from stickysplit.testbed import COOKIE, DEBUG_HEADER
 from stickysplit.tools import validate
@@ -18,6 +19,15 @@ from stickysplit.tools import validate
 )
 def test_chi_square_survival_matches_tables(x, df, p):
     assert math.isclose(chi_square_sf(x, df), p, rel_tol=1e-4)
+
+
+def test_run_names_a_command_that_does_not_finish():
+    # what every script and test runs through run(): a hang ends with the
+    # command and its output so far, and a command that ends is unchanged
+    with pytest.raises(TimedOut, match=r"`sh -c 'echo started; sleep 5'` did not finish within 0.3 s(.|\n)*started"):
+        run(["sh", "-c", "echo started; sleep 5"], timeout=0.3)
+    done = run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
 
 
 def test_chi_square_statistic():

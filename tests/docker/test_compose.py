@@ -5,7 +5,6 @@ Docker daemon answers (STICKY_SPLIT_DOCKER=1, ENVOY_IMAGE set)."""
 
 import io
 import os
-import subprocess
 import tarfile
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from stickysplit import compose, envoy
 from stickysplit.http import Client
 from stickysplit.metrics import until
+from stickysplit.proc import run
 from stickysplit.stats import ALPHA, split_verdict
 from stickysplit.testbed import COOKIE, DEBUG_HEADER as DEBUG
 
@@ -109,12 +109,11 @@ def test_cookies_survive_a_gateway_restart(stack):
 def test_the_plugin_image_holds_the_module():
     version = next(line.split('"')[1] for line in (envoy.REPO / "filter/Cargo.toml").read_text().splitlines()
                    if line.startswith("version"))
-    cid = subprocess.run(["docker", "create", f"sticky-split/plugin:{version}", "none"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    cid = run(["docker", "create", f"sticky-split/plugin:{version}", "none"], check=True).stdout.strip()
     try:
-        tar = subprocess.run(["docker", "cp", f"{cid}:/plugin.wasm", "-"], capture_output=True, check=True).stdout
+        tar = run(["docker", "cp", f"{cid}:/plugin.wasm", "-"], text=False, check=True).stdout
     finally:
-        subprocess.run(["docker", "rm", cid], capture_output=True)
+        run(["docker", "rm", cid])
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         names = t.getnames()
         data = t.extractfile("plugin.wasm").read()

@@ -6,25 +6,24 @@ back after every start."""
 
 import os
 import shutil
-import subprocess
 import time
 import urllib.request
 
 from . import envoy, metrics
 from .paths import REPO
+from .proc import run
 from .testbed import PORTS
 
 COMPOSE_FILE = REPO / "envoy-test/docker-compose.yaml"
 
 
 def daemon_answers():
-    return shutil.which("docker") is not None and subprocess.run(
-        ["docker", "info"], capture_output=True).returncode == 0
+    return shutil.which("docker") is not None and run(["docker", "info"], timeout=60).returncode == 0
 
 
 def compose_command():
     """The compose CLI: ["docker", "compose"] (v2) or ["docker-compose"] (v1)."""
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if run(["docker", "compose", "version"], timeout=60).returncode == 0:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -43,7 +42,7 @@ class Stack:
     def _run(self, args, check=True):
         env = dict(os.environ, ENVOY_IMAGE=self.image, GATEWAY_PORT="0", ADMIN_PORT="0")
         cmd = [*self.cli, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        proc = run(cmd, timeout=300, env=env)
         if check and proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
         return proc

@@ -19,6 +19,7 @@ import yaml
 
 from . import metrics
 from .paths import DEMO_CONFIG, REPO, WASM, envoy_bin, envoy_exe
+from .proc import run
 from .testbed import CLUSTER_HEADER, ROUTE_HEADER
 
 __all__ = ["DEMO_CONFIG", "REPO", "WASM", "Envoy", "envoy_bin", "envoy_exe"]
@@ -209,12 +210,8 @@ def validate(config, workdir):
     """Runs `envoy --mode validate`; returns (exit code, output)."""
     path = Path(workdir) / f"validate-{time.monotonic_ns()}.json"
     path.write_text(json.dumps(config))
-    proc = subprocess.run(
-        [envoy_bin(), "--mode", "validate", "-c", str(path), "--disable-hot-restart", "-l", "info"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run([envoy_bin(), "--mode", "validate", "-c", str(path), "--disable-hot-restart", "-l", "info"],
+               timeout=120)
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -1,34 +1,27 @@
 """What istiod and istio-agent hand a gateway's Envoy for a WasmPlugin or a
-TrafficExtension, built here from the manifest (the facts are in the README,
+TrafficExtension, built here from the manifest (the facts are in docs/istio.md,
 "Delivered as Istio delivers it"), and a gateway that takes the filter the
 way an Istio gateway does: a placeholder HTTP filter fed by extension config
 discovery (ECDS), here from a file.
 """
 
 import copy
-import gzip
-import io
 import json
 import math
 import os
-import tarfile
 import time
 from decimal import Decimal
 from pathlib import Path
 
 from . import envoy, testbed
 from .metrics import NeverHeld, until
+from .oci import FetchFailed, build_layout, image_digest, plugin_wasm
 from .testbed import ROUTE_HEADER
-from .tools import oci
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
 EXTENSION_CONFIG = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
-
-
-class FetchFailed(Exception):
-    """istio-agent could not get the module (or its digest did not match)."""
 
 
 def version_tuple(istio):
@@ -139,30 +132,16 @@ class Agent:
             return path
         if "://" in url and not url.startswith("oci://"):
             raise FetchFailed(f"{url}: only oci:// and file:// are fetched here")
-        index = json.loads((self.layout / "index.json").read_text())
-        digest = index["manifests"][0]["digest"]
+        digest = image_digest(self.layout)
         if sha256 and digest != f"sha256:{sha256}":
             raise FetchFailed(f"{url}: image digest {digest} is not spec.sha256 {sha256}")
-        manifest = json.loads(self._blob(digest))
-        layer = self._blob(manifest["layers"][0]["digest"])
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer))) as tar:
-            module = tar.extractfile("plugin.wasm").read()
+        module = plugin_wasm(self.layout)
         if module[:4] != b"\0asm":
             raise FetchFailed(f"{url}: plugin.wasm is not a Wasm module")
         self.cache.mkdir(parents=True, exist_ok=True)
         path = self.cache / f"{digest.split(':')[1]}.wasm"
         path.write_bytes(module)
         return path
-
-    def _blob(self, digest):
-        return (self.layout / "blobs/sha256" / digest.split(":", 1)[1]).read_bytes()
-
-
-def build_layout(workdir, module=envoy.WASM):
-    """scripts/package-oci's image of `module` in `workdir`; its digest (hex)."""
-    out = Path(workdir) / f"oci-{time.monotonic_ns()}"
-    digests = oci.build(module, out, tag="test")
-    return out, digests["manifest"].split(":", 1)[1]
 
 
 def typed_config(doc, agent, istio="1.30"):

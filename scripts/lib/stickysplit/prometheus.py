@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from . import envoy
+from .proc import run
 
 
 def binary():
@@ -28,7 +29,7 @@ def binary():
 
 def version(path=None):
     """The first line of `prometheus --version`."""
-    out = subprocess.run([path or binary(), "--version"], capture_output=True, text=True, timeout=30)
+    out = run([path or binary(), "--version"], timeout=30)
     return (out.stdout or out.stderr).splitlines()[0].strip()
 
 

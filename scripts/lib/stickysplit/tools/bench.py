@@ -1,4 +1,4 @@
-"""Side-by-side gateway benchmark (see README, Performance).
+"""Side-by-side gateway benchmark (see docs/performance.md).
 
 One backend Envoy; one gateway Envoy per variant (--concurrency 1), all
 gateways pinned to CPU 0, the backend and the load generators (wrk) to CPU 1.
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .. import envoy, paths
+from ..proc import run
 from ..testbed import COOKIE
 
 BENCH = paths.BENCH
@@ -300,8 +301,8 @@ def scaling(a):
                             concurrency=concurrency, log_level="warning").start()
             try:
                 n0, c0 = requests(g), g.cpu_ticks()
-                subprocess.run(["wrk", "-t2", "-c16", f"-d{a.seconds}s", "-s", str(BENCH / "requests.lua"),
-                                f"http://127.0.0.1:{g.gateway}/", "--", "mix"], capture_output=True, check=True)
+                run(["wrk", "-t2", "-c16", f"-d{a.seconds}s", "-s", str(BENCH / "requests.lua"),
+                     f"http://127.0.0.1:{g.gateway}/", "--", "mix"], timeout=a.seconds + 60, check=True)
                 n, cpu = requests(g) - n0, (g.cpu_ticks() - c0) / HZ
                 workers = g.stats(r"^listener\.127\.0\.0\.1_[0-9]+\.worker_[0-9]+\.downstream_cx_total$")
                 vms = g.stats(r"^wasm\.envoy\.wasm\.runtime\.v8\.created$")

@@ -12,11 +12,11 @@ same count to within a fraction of a percent.
 import argparse
 import glob
 import os
-import subprocess
 import sys
 import time
 
 from .. import envoy
+from ..proc import run
 from . import bench
 
 
@@ -34,16 +34,15 @@ def count(name, routes, filters, clusters, mode, seconds, workdir, load_with=Non
         def load(secs):
             if load_with is not None:
                 return load_with(g.gateway, secs)
-            subprocess.run(["wrk", "-t1", "-c4", f"-d{secs}s", "-s", str(bench.BENCH / "requests.lua"),
-                            f"http://127.0.0.1:{g.gateway}/", "--", *bench.wrk_args(name, mode)], capture_output=True,
-                           check=True)
+            run(["wrk", "-t1", "-c4", f"-d{secs}s", "-s", str(bench.BENCH / "requests.lua"),
+                 f"http://127.0.0.1:{g.gateway}/", "--", *bench.wrk_args(name, mode)], timeout=secs + 60, check=True)
 
         load(20)  # warm-up: V8 tiers the hot functions up
-        subprocess.run(["callgrind_control", "-z", str(g.proc.pid)], capture_output=True, check=True)
+        run(["callgrind_control", "-z", str(g.proc.pid)], timeout=120, check=True)
         r0 = bench.requests(g)
         load(seconds)
         r1 = bench.requests(g)
-        subprocess.run(["callgrind_control", "-d", str(g.proc.pid)], capture_output=True, check=True)
+        run(["callgrind_control", "-d", str(g.proc.pid)], timeout=120, check=True)
         time.sleep(2)
         dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
         with open(dump) as f:

@@ -24,6 +24,7 @@ import sys
 import yaml
 
 from .. import envoy, istio
+from ..oci import build_layout
 from .. import envoy_gateway as eg
 from ..paths import RUN
 from ..stats import ALPHA
@@ -118,7 +119,7 @@ def module_layout():
     """The work folder and the built module's OCI layout and digest."""
     workdir = RUN / "try-wasmplugin"
     workdir.mkdir(parents=True, exist_ok=True)
-    layout, digest = istio.build_layout(workdir)
+    layout, digest = build_layout(workdir)
     return workdir, layout, digest
 
 
