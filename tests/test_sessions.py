@@ -142,8 +142,8 @@ def plain_gateway(workdir, base, vm_env=None, **changes):
 
 def test_envoys_clock_stamps_and_expires_a_value(workdir, base_config):
     # Renewal, idle and absolute timeouts and unstamped values are decided on
-    # an injected clock natively (filter/tests/native/sessions.rs,
-    # filter/tests/session_expiry.rs); what only Envoy shows is that its
+    # an injected clock natively (filter/core/tests/native/sessions.rs and
+    # session_expiry.rs); what only Envoy shows is that its
     # clock reaches them, in seconds of wall-clock time: a value reads back as
     # fresh at once, and as expired once the clock is past a 1 s timeout.
     cookie = dict(envoy.plugin_config(base_config)["cookie"], absoluteTimeout=1, partitioned=True)
@@ -176,6 +176,13 @@ def test_session_header_round_trip_and_forgery(workdir, base_config):
             r = c.get("/", [("X-Sticky-Split-Session", value)])
             assert (r.served_by, r.header(DEBUG)) == (pool, f"pool={pool}; reason=sticky")
             assert r.header("x-sticky-split-session") is None and r.issued(COOKIE) is None
+        # the header twice (Envoy hands the filter both copies), or joined by
+        # a proxy on the way: the first valid value wins, as among cookies
+        for twice in ([("X-Sticky-Split-Session", value)] * 2,
+                      [("X-Sticky-Split-Session", "forged-first"), ("X-Sticky-Split-Session", value)],
+                      [("X-Sticky-Split-Session", f"{value}, {value}")]):
+            r = c.get("/", twice)
+            assert (r.served_by, r.header(DEBUG), r.issued(COOKIE)) == (pool, f"pool={pool}; reason=sticky", None), twice
         other = "pool2" if pool == "pool1" else "pool1"
         for forged in (other, f"{other}.AAAAAAAAAAAAAAAAAAAAAA", value[:-1] + ("A" if value[-1] != "A" else "B")):
             r = c.get("/", [("X-Sticky-Split-Session", forged)])

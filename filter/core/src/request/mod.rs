@@ -59,6 +59,15 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The values of header `name` (lowercase), each copy of the header on
+    /// its own, in order.
+    pub fn header_copies(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
     /// Every Cookie header value, in order.
     pub fn cookie_headers(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers

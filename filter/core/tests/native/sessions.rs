@@ -440,6 +440,40 @@ fn the_session_header_pins_clients_without_cookies() {
             Reason::Sticky,
             false,
         ),
+        (
+            "the header sent twice",
+            headers(&[
+                ("x-session", value.as_bytes()),
+                ("x-session", value.as_bytes()),
+            ]),
+            Some(pool),
+            Reason::Sticky,
+            false,
+        ),
+        (
+            "the header twice, joined by a proxy",
+            headers(&[("x-session", format!("{value}, {value}").as_bytes())]),
+            Some(pool),
+            Reason::Sticky,
+            false,
+        ),
+        (
+            "a forged copy first, then a valid one",
+            headers(&[
+                ("x-session", b"p1.AAAAAAAAAAAAAAAAAAAAAA"),
+                ("x-session", other.as_bytes()),
+            ]),
+            Some(1 - pool),
+            Reason::Sticky,
+            false,
+        ),
+        (
+            "empty elements only",
+            headers(&[("x-session", b" , ,")]),
+            None,
+            Reason::New,
+            true,
+        ),
     ];
     for (label, h, want_pool, reason, issued) in cases {
         let mut src = FakeStream::new(h.clone());
