@@ -104,6 +104,24 @@ def test_bad_plugin_config_fails_validation_naming_the_field(workdir, base_confi
     assert field in refused[0], refused[0]
 
 
+@pytest.mark.parametrize("key,why", [
+    ("0123456789abcde\n", "starts or ends with whitespace"),
+    (" " * 16, "holds only whitespace"),
+    ("0123456789abcdef", None),
+], ids=["echo newline", "spaces", "clean"])
+def test_a_signing_key_with_whitespace_is_refused_in_envoy(workdir, base_config, key, why):
+    # the key as a Secret made with `echo ... > file` reaches the VM: newline included
+    plugin = dict(envoy.plugin_config(base_config))
+    plugin["cookie"] = dict(plugin.get("cookie", {}), signingKeyEnv="STICKY_SPLIT_KEY")
+    code, out = envoy.validate(envoy.render(base_config, plugin=plugin, vm_env={"STICKY_SPLIT_KEY": key}), workdir)
+    refused = [line for line in out.splitlines() if "configuration refused:" in line]
+    if why is None:
+        assert code == 0 and not refused, out[-3000:]
+    else:
+        assert code != 0 and refused, out[-3000:]
+        assert "cookie.signingKeyEnv: " in refused[0] and why in refused[0], refused[0]
+
+
 @pytest.mark.parametrize("raw", ["", "   ", "{not json", "[]"], ids=["empty", "blank", "not json", "array"])
 def test_empty_or_malformed_plugin_config_is_refused(workdir, base_config, raw):
     code, out = envoy.validate(envoy.render(base_config, plugin_raw=raw), workdir)

@@ -91,6 +91,24 @@ pub(super) fn signing_key(
             ),
         )),
         Some(key) if key.is_empty() => Err(ConfigError::new(field, format!("environment variable {var} is empty"))),
+        Some(key) if key.iter().all(u8::is_ascii_whitespace) => Err(ConfigError::new(
+            field,
+            format!("environment variable {var} holds only whitespace"),
+        )),
+        // most often the newline `echo KEY > file` leaves in a Secret: kept,
+        // it becomes part of the key, and any other tool signing with the
+        // trimmed key makes values this filter calls forged
+        Some(key)
+            if key.first().is_some_and(u8::is_ascii_whitespace)
+                || key.last().is_some_and(u8::is_ascii_whitespace) =>
+        {
+            Err(ConfigError::new(
+                field,
+                format!(
+                    "the key in {var} starts or ends with whitespace (a newline left by `echo`?); remove it, so that every tool signs with the same bytes"
+                ),
+            ))
+        }
         Some(key) if key.len() < MIN_KEY_BYTES => Err(ConfigError::new(
             field,
             format!("the key in {var} is {} bytes; at least {MIN_KEY_BYTES} are required", key.len()),

@@ -22,6 +22,9 @@ fn env(name: &str) -> Option<Vec<u8>> {
     match name {
         "SHORT" => Some(b"too short".to_vec()),
         "EMPTY" => Some(Vec::new()),
+        "SPACES" => Some(b"                ".to_vec()),
+        "NEWLINE" => Some(b"0123456789abcde\n".to_vec()),
+        "LEADING" => Some(b"\t0123456789abcdef".to_vec()),
         "KEY" => Some(KEY.to_vec()),
         _ => None,
     }
@@ -409,6 +412,30 @@ fn refusals_name_the_field() {
             one_pool(r#""cookie": {"signingKeyEnv": "EMPTY"}"#),
             "cookie.signingKeyEnv",
             "EMPTY is empty",
+        ),
+        (
+            "'cookie': {'signingKeyEnv': 'SPACES'}",
+            one_pool(r#""cookie": {"signingKeyEnv": "SPACES"}"#),
+            "cookie.signingKeyEnv",
+            "SPACES holds only whitespace",
+        ),
+        (
+            "'cookie': {'signingKeyEnv': 'NEWLINE'}",
+            one_pool(r#""cookie": {"signingKeyEnv": "NEWLINE"}"#),
+            "cookie.signingKeyEnv",
+            "starts or ends with whitespace",
+        ),
+        (
+            "'cookie': {'signingKeyEnv': 'LEADING'}",
+            one_pool(r#""cookie": {"signingKeyEnv": "LEADING"}"#),
+            "cookie.signingKeyEnv",
+            "starts or ends with whitespace",
+        ),
+        (
+            "'cookie': {'signingKeyEnv': 'KEY', 'previousSigningKeyEnvs': ['NEWLINE']}",
+            one_pool(r#""cookie": {"signingKeyEnv": "KEY", "previousSigningKeyEnvs": ["NEWLINE"]}"#),
+            "cookie.previousSigningKeyEnvs[0]",
+            "starts or ends with whitespace",
         ),
         (
             "'cookie': {'signingKeyEnv': 'SHORT'}",
