@@ -68,23 +68,56 @@ def test_seed_rules_route_in_envoy(rules_gw, path, headers, pool, cookie):
     assert (r.status, r.served_by) == (200, pool), r.body
     assert (value_of(r) is not None) == cookie
     if cookie:
-        assert value_of(r) == pool
+        assert value_of(r).split(".")[0] == pool
 
 
 def test_sticky_rule_pins_the_user(rules_gw):
     with Client(rules_gw.gateway) as c:
         v = value_of(c.get("/?pool=canary"))
-        assert v == "pool2"
+        assert v.startswith("pool2.")
         for _ in range(20):
             r = c.get("/", [("Cookie", f"{COOKIE}={v}")])
             assert (r.served_by, value_of(r)) == ("pool2", None)
+        # the pool only rules reach: a client's own claim is forged
+        r = c.get("/", [("Cookie", f"{COOKIE}=pool2")])
+        assert (r.served_by, value_of(r).split(".")[0]) == ("pool1", "pool1")
 
 
 @pytest.fixture(scope="module")
 def rules_gw(workdir, base_config):
-    with gateway(workdir, base_config, weights=[100, 0], rules=SEED_RULES) as g:
+    # pool2 has weight 0 and a sticky rule: that needs signing
+    cookie = dict(envoy.plugin_config(base_config)["cookie"], signingKeyEnv="STICKY_SPLIT_KEY")
+    with gateway(workdir, base_config, vm_env={"STICKY_SPLIT_KEY": KEY}, weights=[100, 0], rules=SEED_RULES, cookie=cookie) as g:
         yield g
         assert_vm_healthy(g)
+
+
+DARK = [{"match": {"headers": [{"name": "x-tester", "exact": "yes"}]}, "pool": "pool2"}]
+
+
+def test_a_dark_launch_is_closed_to_unsigned_claims(workdir, base_config):
+    """pool2 has weight 0 and only a rule sends testers there; values are
+    unsigned. Writing its name into the cookie or the session header does
+    not get a client in: it is picked anew and given a pool1 value."""
+    with gateway(workdir, base_config, weights=[1, 0], rules=DARK, sessionHeader="x-ss",
+                 debugHeader="x-debug") as g, Client(g.gateway) as c:
+        r = c.get("/", [("x-tester", "yes")])
+        assert (r.served_by, r.header("x-debug"), value_of(r)) == ("pool2", "pool=pool2; reason=rule", None)
+        for claim in ([("Cookie", f"{COOKIE}=pool2")], [("x-ss", "pool2")],
+                      [("Cookie", f"a=1; {COOKIE}=pool2; b=2")]):
+            r = c.get("/", claim)
+            assert (r.served_by, r.header("x-debug"), value_of(r)) == \
+                ("pool1", "pool=pool1; reason=reassigned", "pool1"), claim
+        assert_vm_healthy(g)
+
+
+def test_a_sticky_rule_to_a_dark_launch_without_signing_is_refused(workdir, base_config):
+    rules = [dict(DARK[0], sticky=True)]
+    code, out = envoy.validate(envoy.render(base_config, plugin=plugin(base_config, weights=[1, 0], rules=rules)),
+                               workdir)
+    refused = [line for line in out.splitlines() if "configuration refused:" in line]
+    assert code != 0 and refused, out[-3000:]
+    assert 'rules[0].sticky: pins users to pool "pool2", which has weight 0' in refused[0], refused[0]
 
 
 def test_hash_on_header_splits_by_weight_and_replicas_agree(workdir, base_config):

@@ -94,6 +94,10 @@ pub struct Pool {
     pub cluster: String,
     /// Pinned users are moved out (rollback); requires weight 0.
     pub evict: bool,
+    /// Weight 0, the target of a rule, and affinity values unsigned: only
+    /// a rule may send users here. A value naming the pool is a client's
+    /// own claim (anyone can write one), so it is not honoured.
+    pub rules_only: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -51,6 +51,7 @@ pub(super) fn validate(
     let rules = override_rules(raw.rules, |name| {
         super::lookup_name(&pools, &by_name, name.as_bytes())
     })?;
+    let pools = restrict_to_rules(pools, &rules, signing_key.is_some())?;
     let hash_on = raw.hash_on.map(hash_on).transpose()?;
     let needs = RequestNeeds::of(&rules, hash_on.as_ref(), session_header.as_ref(), timeouts);
     let failover = failover(raw.failover)?;
@@ -130,9 +131,41 @@ fn pools(raw: Vec<RawPool>) -> Result<(Vec<Pool>, Vec<usize>), ConfigError> {
             weight: p.weight,
             cluster,
             evict: p.evict,
+            rules_only: false,
         });
     }
     Ok((pools, by_name))
+}
+
+/// Marks the pools only rules may send users to: weight 0, a rule's
+/// target, and values unsigned (signed values of such a pool can only be
+/// the gateway's own, from a sticky rule or from when the pool had weight).
+/// A sticky rule to such a pool would pin users with a value anyone could
+/// write, so without a signing key it is refused.
+fn restrict_to_rules(
+    mut pools: Vec<Pool>,
+    rules: &[Rule],
+    signed: bool,
+) -> Result<Vec<Pool>, ConfigError> {
+    if signed {
+        return Ok(pools);
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let Some(pool) = pools.get_mut(rule.pool).filter(|p| p.weight == 0) else {
+            continue;
+        };
+        if rule.sticky {
+            return Err(ConfigError::new(
+                format!("rules[{i}].sticky"),
+                format!(
+                    "pins users to pool {:?}, which has weight 0: without cookie.signingKeyEnv any client could pin itself there by writing the pool's name into the cookie; set cookie.signingKeyEnv, or drop sticky",
+                    pool.name
+                ),
+            ));
+        }
+        pool.rules_only = true;
+    }
+    Ok(pools)
 }
 
 /// The weighted picker and the rendezvous ring; both need a weight above 0.

@@ -182,7 +182,9 @@ fn read_affinity_value(
     };
     if let Payload::Pool(pool) = payload {
         match config.pool(pool) {
+            // a pool only rules reach: the value is the client's claim
             None => return Err(Reason::Reassigned),
+            Some(p) if p.rules_only => return Err(Reason::Reassigned),
             Some(p) if p.evict => return Err(Reason::Evicted),
             Some(_) => {}
         }

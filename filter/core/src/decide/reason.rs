@@ -30,8 +30,9 @@ pub enum Reason {
     Resigned,
     /// No affinity cookie: weighted pick, cookie issued.
     New,
-    /// The affinity cookie names no configured pool, is malformed, or is of
-    /// another generation: weighted pick, cookie rewritten.
+    /// The affinity cookie names no configured pool, is malformed, is of
+    /// another generation, or is an unsigned value naming a pool only rules
+    /// reach: weighted pick, cookie rewritten.
     Reassigned,
     /// The affinity value is past `cookie.absoluteTimeout` or
     /// `cookie.idleTimeout`, or carries no issue time while one is set:

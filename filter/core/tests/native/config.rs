@@ -414,6 +414,14 @@ fn refusals_name_the_field() {
             "EMPTY is empty",
         ),
         (
+            "a sticky rule to a weight-0 pool, unsigned",
+            r#"{"pools": [{"name": "a", "weight": 1}, {"name": "b", "weight": 0}],
+                "rules": [{"match": {"path": {"prefix": "/b"}}, "pool": "b", "sticky": true}]}"#
+                .to_string(),
+            "rules[0].sticky",
+            "set cookie.signingKeyEnv",
+        ),
+        (
             "'cookie': {'signingKeyEnv': 'SPACES'}",
             one_pool(r#""cookie": {"signingKeyEnv": "SPACES"}"#),
             "cookie.signingKeyEnv",

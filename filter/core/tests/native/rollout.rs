@@ -15,7 +15,7 @@ const SEED_RULES: &str = r#"{
     {"name": "stable", "weight": 100}, {"name": "v2", "weight": 0}, {"name": "us", "weight": 0},
     {"name": "mobile", "weight": 0}, {"name": "canary", "weight": 0}, {"name": "jason", "weight": 0}
   ],
-  "cookie": {"name": "s"},
+  "cookie": {"name": "s", "signingKeyEnv": "KEY"},
   "rules": [
     {"match": {"headers": [{"name": "user-group", "exact": "beta-testers"}]}, "pool": "v2"},
     {"match": {"headers": [{"name": "End-User", "exact": "jason"}]}, "pool": "jason"},
@@ -487,4 +487,115 @@ fn precedence_table() {
     for (i, r) in Reason::ALL.iter().enumerate() {
         assert_eq!(r.index(), i);
     }
+}
+
+/// A dark launch: p3 has weight 0 and only a rule (a tester's header) sends
+/// users there; p2 is drained (weight 0, users pinned while it had weight).
+const DARK: &str = r#"{"pools": [{"name": "p1", "weight": 1}, {"name": "p2", "weight": 0}, {"name": "p3", "weight": 0}],
+    "cookie": {"name": "ss"SIGNING}, "sessionHeader": "x-ss",
+    "rules": [{"match": {"headers": [{"name": "x-tester", "exact": "yes"}]}, "pool": "p3"STICKY}]}"#;
+
+fn dark(signed: bool, sticky: bool) -> String {
+    DARK.replace(
+        "SIGNING",
+        if signed {
+            r#", "signingKeyEnv": "KEY""#
+        } else {
+            ""
+        },
+    )
+    .replace("STICKY", if sticky { r#", "sticky": true"# } else { "" })
+}
+
+#[test]
+fn a_pool_only_rules_reach_stays_closed_to_unsigned_values() {
+    let c = config(&dark(false, false));
+    let mut rng = Prng::seed_from_u64(1);
+    // (case, request, pool, reason)
+    let cases: &[(&str, &[(&str, &str)], &str, Reason)] = &[
+        ("the tester", &[("x-tester", "yes")], "p3", Reason::Rule),
+        (
+            "its name in the cookie",
+            &[("cookie", "ss=p3")],
+            "p1",
+            Reason::Reassigned,
+        ),
+        (
+            "its name in the session header",
+            &[("x-ss", "p3")],
+            "p1",
+            Reason::Reassigned,
+        ),
+        (
+            "a drained pool keeps its pinned users",
+            &[("cookie", "ss=p2")],
+            "p2",
+            Reason::DrainedPinned,
+        ),
+        (
+            "a pool with weight",
+            &[("cookie", "ss=p1")],
+            "p1",
+            Reason::Sticky,
+        ),
+    ];
+    for (case, pairs, pool, reason) in cases {
+        let d = run(&c, pairs, &mut rng);
+        assert_eq!(
+            (name(&c, &d).as_str(), d.reason),
+            (*pool, *reason),
+            "{case}"
+        );
+        assert_eq!(
+            d.cookie.is_some(),
+            *reason == Reason::Reassigned,
+            "{case}: a new value is issued"
+        );
+    }
+}
+
+#[test]
+fn a_signed_dark_launch_keeps_the_users_its_sticky_rule_pinned() {
+    let c = config(&dark(true, true));
+    let mut rng = Prng::seed_from_u64(1);
+    let tester = run(&c, &[("x-tester", "yes")], &mut rng);
+    assert_eq!(
+        (name(&c, &tester).as_str(), tester.reason),
+        ("p3", Reason::Rule)
+    );
+    let issued = c.encode_cookie(tester.cookie.unwrap()).unwrap();
+    // the value the gateway issued keeps working without the header
+    let back = run(&c, &[("cookie", &format!("ss={issued}"))], &mut rng);
+    assert_eq!(
+        (name(&c, &back).as_str(), back.reason),
+        ("p3", Reason::DrainedPinned)
+    );
+    let by_header = run(&c, &[("x-ss", &issued)], &mut rng);
+    assert_eq!(name(&c, &by_header), "p3");
+    // a client's own claim is forged
+    for pairs in [[("cookie", "ss=p3")], [("x-ss", "p3")]] {
+        let d = run(&c, &pairs, &mut rng);
+        assert_eq!(
+            (name(&c, &d).as_str(), d.reason),
+            ("p1", Reason::Forged),
+            "{pairs:?}"
+        );
+    }
+}
+
+#[test]
+fn a_sticky_rule_to_a_weight_0_pool_needs_signing() {
+    let err = Config::from_json_with_env(dark(false, true).as_bytes(), |_| None).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("rules[0].sticky: pins users to pool \"p3\", which has weight 0"),
+        "{text}"
+    );
+    assert!(text.contains("set cookie.signingKeyEnv"), "{text}");
+    // with weight, a sticky rule needs no key
+    let weighted = dark(false, true).replace(
+        r#"{"name": "p3", "weight": 0}"#,
+        r#"{"name": "p3", "weight": 1}"#,
+    );
+    assert!(Config::from_json_with_env(weighted.as_bytes(), |_| None).is_ok());
 }
