@@ -507,12 +507,15 @@ fn dark(signed: bool, sticky: bool) -> String {
     .replace("STICKY", if sticky { r#", "sticky": true"# } else { "" })
 }
 
+/// (case, request headers, pool, reason)
+type ClaimCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, Reason);
+
 #[test]
 fn a_pool_only_rules_reach_stays_closed_to_unsigned_values() {
     let c = config(&dark(false, false));
     let mut rng = Prng::seed_from_u64(1);
     // (case, request, pool, reason)
-    let cases: &[(&str, &[(&str, &str)], &str, Reason)] = &[
+    let cases: &[ClaimCase] = &[
         ("the tester", &[("x-tester", "yes")], "p3", Reason::Rule),
         (
             "its name in the cookie",
