@@ -131,12 +131,15 @@ def _backend(workdir, pool, at):
     return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{at.lstrip('@')}", concurrency=1)
 
 
-def _user(i, port, stop, results, lock, pause):
-    """One user on a keep-alive connection (a new one when Envoy closes it),
-    keeping the affinity cookie it is given; every answer is kept as
-    (time, user, status, debug header)."""
-    cookie, client = None, Client(port, timeout=15)
+def _user(i, port, stop, results, lock, pause, rnd):
+    """A client on a keep-alive connection (a new one when Envoy closes it):
+    a user keeping the affinity cookie it is given, replaced by a new user
+    every 1 to 3 s (so that pools whose users failed over fill again); every
+    answer is kept as (time, (client, user), status, debug header)."""
+    cookie, client, user, renew = None, Client(port, timeout=15), (i, 0), time.monotonic() + rnd.uniform(1, 3)
     while not stop.is_set():
+        if time.monotonic() >= renew:
+            cookie, user, renew = None, (i, user[1] + 1), time.monotonic() + rnd.uniform(1, 3)
         headers = [("Cookie", f"{COOKIE}={cookie}")] if cookie else []
         try:
             r = client.get("/", headers)
@@ -146,13 +149,14 @@ def _user(i, port, stop, results, lock, pause):
             client.close()
             status, debug = None, ""
         with lock:
-            results.append((time.monotonic(), i, status, debug))
+            results.append((time.monotonic(), user, status, debug))
         time.sleep(pause)
     client.close()
 
 
 def run_failover(seconds, workdir=None, concurrency=4, users=64, out=sys.stdout, seed=None):
-    """Users pinned by cookie on keep-alive connections to a gateway (pools
+    """`users` clients on keep-alive connections, each a user pinned by cookie
+    replaced by a new one every 1 to 3 s, to a gateway (pools
     pool1, pool2, pool3; ejectAfter 3, ejectSeconds 2) whose pool2 and pool3
     are stopped in turn (2 to 4 s dead, their requests in flight cut) while
     the gateway listener is pushed again every 2 s (LDS from a file: Envoy
@@ -205,7 +209,8 @@ def run_failover(seconds, workdir=None, concurrency=4, users=64, out=sys.stdout,
     try:
         gw.start()
         port = gw.gateway
-        threads = [threading.Thread(target=_user, args=(i, port, stop, results, lock, 0.01), daemon=True)
+        threads = [threading.Thread(target=_user, args=(i, port, stop, results, lock, 0.01,
+                                                        random.Random(rnd.random())), daemon=True)
                    for i in range(users)]
         for t in threads:
             t.start()
@@ -265,13 +270,14 @@ def _failover_report(seconds, users, concurrency, deaths, results, log, out):
         "seconds": seconds, "requests": len(results), "deaths": len(deaths), "failures_per_death": counts,
         "users_by_failures_per_death": dict(sorted(users_by_failures.items())),
         "max_per_user_per_death": max(per_user_death.values(), default=0),
+        "users": len({user for _, user, _, _ in results}),
         "failed_new_users": new_failed, "unattributed_5xx": unattributed, "errors": errors,
         "panics_in_log": sum(1 for line in log.splitlines() if "panicked" in line or "RuntimeError" in line),
         "give_ups_logged": sum(1 for line in log.splitlines() if "gave up after" in line),
     }
-    print(f"failover stress: {seconds:.0f} s, --concurrency {concurrency}, {users} keep-alive users, "
+    print(f"failover stress: {seconds:.0f} s, --concurrency {concurrency}, {users} keep-alive clients, "
           f"ejectAfter {FAILOVER['ejectAfter']}, ejectSeconds {FAILOVER['ejectSeconds']}, "
-          f"{report['requests']} requests, {len(deaths)} pool deaths", file=out)
+          f"{report['requests']} requests from {report['users']} users, {len(deaths)} pool deaths", file=out)
     if counts:
         print(f"  failed responses per pool death: min {min(counts)}, median {statistics.median(counts):g}, "
               f"max {max(counts)}: {counts}", file=out)
