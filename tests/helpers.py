@@ -60,3 +60,61 @@ def failed_until_moved(visit, users, dead="pool2", alive="pool1", attempts=3):
         assert cookie == alive
         failed.append(n)
     return failed
+
+
+class Hanging:
+    """A pool that accepts connections and reads requests but never answers,
+    on an abstract Unix socket (a pipe() name), until kill() closes the
+    listener and every connection it holds: the requests in flight are cut
+    (Envoy answers them 503, flag UC) and later connections are refused
+    (UF)."""
+
+    def __init__(self, at):
+        import socket
+        import threading
+
+        self.at = at
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind("\0" + at.lstrip("@"))
+        self.listener.listen(64)
+        self.conns, self.requests = [], 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn):
+        try:
+            if conn.recv(65536):
+                with self.lock:
+                    self.requests += 1
+        except OSError:
+            pass
+
+    def kill(self):
+        import socket
+
+        # shutdown first: a close alone leaves the socket listening while
+        # the accept thread is blocked in it
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            for conn in self.conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()

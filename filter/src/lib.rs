@@ -18,7 +18,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType, Status};
 
 use sticky_split_core::config::Config;
-use sticky_split_core::health::Health;
+use sticky_split_core::health::{Health, ATTEMPTS};
 use sticky_split_core::metrics::{self, CounterBatch};
 use sticky_split_core::rng::{self, Prng};
 
@@ -137,7 +137,16 @@ impl RootContext for Root {
         // what other workers wrote about pool health, every tick
         if let Some(health) = &self.health {
             if let Ok(mut h) = health.try_borrow_mut() {
-                h.sync(host::now_seconds());
+                let now = host::now_seconds();
+                h.sync(now);
+                // the core holds these back to one line per ten seconds
+                if let Some(n) = h.give_up_report(now) {
+                    log::warn!(
+                        "pool health board: {n} update(s) gave up after {ATTEMPTS} \
+                         compare-and-swap conflicts in a row; this worker's own view \
+                         holds those changes until the next one reaches the board"
+                    );
+                }
             }
         }
         self.ticks = self.ticks.wrapping_add(1);

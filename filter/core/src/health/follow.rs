@@ -3,8 +3,8 @@
 //! outcome, and the probe of a pool coming back claimed as a lease so that
 //! one request in the whole gateway probes it.
 
-use super::shared::{update, Board, HealthStore, Record};
-use super::{Change, Health, Shared, State};
+use super::shared::{update, Board, HealthStore, Record, Unshared};
+use super::{ejection_over, Change, Health, Shared, State};
 
 /// How long a worker may hold the probe of a pool coming back: long enough
 /// for one request, short so that a probe nobody sends (its worker gets no
@@ -13,9 +13,13 @@ pub const LEASE: u64 = 10;
 
 impl Health {
     /// The same health, following the gateway's board in `store` from now on:
-    /// records of pools not in `names` are forgotten (a pool removed from the
-    /// config, or renamed), and the others are brought in, so an ejection
-    /// outlives a config push. `me`: this VM's token, unique among workers.
+    /// the records of pools in `names` are brought in, so an ejection outlives
+    /// a config push. Records of pools not in `names` (removed from the
+    /// config, or renamed) are forgotten once they hold nothing running: an
+    /// ejection or a held probe lease stays until it runs out, because the
+    /// configuration before the push may still serve draining connections,
+    /// and to it a missing record is a pool in service. `me`: this VM's token,
+    /// unique among workers.
     pub fn share(
         mut self,
         names: Vec<String>,
@@ -27,15 +31,22 @@ impl Health {
             // a first board, so that every later write is compare-and-swap
             store.store(&Board::default().encode(), 0);
         }
-        let known = |name: &[u8]| names.iter().any(|n| n.as_bytes() == name);
-        let board = update(store.as_mut(), |b| b.retain(known));
+        let keep = |name: &[u8], record: &Record| {
+            names.iter().any(|n| n.as_bytes() == name)
+                || match *record {
+                    Record::Closed { .. } => false,
+                    Record::Open { until } => !ejection_over(until, now),
+                    Record::HalfOpen { holder, until } => holder != 0 && now < until,
+                }
+        };
+        let board = update(store.as_mut(), |b| b.retain(keep));
         self.shared = Some(Shared {
             names,
             store,
             me,
             seen: None,
         });
-        if let Some((board, version, ())) = board {
+        if let Some((board, version, ())) = self.shared_outcome(board) {
             self.bring_in(&board, version, now);
         }
         self
@@ -57,6 +68,19 @@ impl Health {
         }
     }
 
+    /// What an update of the board gave: the board, or `None` when it did not
+    /// reach it; an update that gave up is noted for `give_up_report`.
+    fn shared_outcome<T>(&mut self, update: Result<T, Unshared>) -> Option<T> {
+        match update {
+            Ok(out) => Some(out),
+            Err(Unshared::Refused) => None,
+            Err(Unshared::GaveUp) => {
+                self.gave_up = self.gave_up.saturating_add(1);
+                None
+            }
+        }
+    }
+
     /// `record` on the board; `None` without one, or when the host refused
     /// (the VM's own view then decides).
     pub(super) fn record_shared(&mut self, pool: usize, failed: bool, now: u64) -> Option<Change> {
@@ -65,7 +89,7 @@ impl Health {
         let names = &shared.names;
         let weights = &self.weights;
         let name = names.get(pool)?.clone();
-        let (board, version, change) = update(shared.store.as_mut(), |board| {
+        let updated = update(shared.store.as_mut(), |board| {
             let open = Record::Open {
                 until: now.saturating_add(eject_seconds),
             };
@@ -91,7 +115,8 @@ impl Health {
             };
             board.set(&name, next);
             change
-        })?;
+        });
+        let (board, version, change) = self.shared_outcome(updated)?;
         self.bring_in(&board, version, now);
         Some(change)
     }
@@ -116,7 +141,7 @@ impl Health {
                 // config wrote (another's data, or a longer ejectSeconds
                 // before a push): it is over
                 Record::Open { until } if until > now.saturating_add(longest) => {
-                    State::Open { until: now }
+                    State::HalfOpen { probing: false }
                 }
                 Record::Open { until } => State::Open { until },
                 Record::HalfOpen { until, .. }
@@ -147,11 +172,13 @@ impl Health {
         let me = shared.me;
         // over, or further off than this config would ever set (as in
         // bring_in): never a pool stuck out of service
-        let over = |until: u64, most: u64| now >= until || until > now.saturating_add(most);
-        let (board, version, won) = update(shared.store.as_mut(), |board| {
+        let too_far = |until: u64, most: u64| until > now.saturating_add(most);
+        let updated = update(shared.store.as_mut(), |board| {
             let free = match board.get(&name) {
-                Record::Open { until } => over(until, longest),
-                Record::HalfOpen { holder, until } => holder == me || over(until, LEASE),
+                Record::Open { until } => ejection_over(until, now) || too_far(until, longest),
+                Record::HalfOpen { holder, until } => {
+                    holder == me || now >= until || too_far(until, LEASE)
+                }
                 Record::Closed { .. } => false,
             };
             if free {
@@ -164,7 +191,8 @@ impl Health {
                 );
             }
             free
-        })?;
+        });
+        let (board, version, won) = self.shared_outcome(updated)?;
         self.bring_in(&board, version, now);
         if won {
             self.set(pool, State::HalfOpen { probing: true });
@@ -180,7 +208,7 @@ impl Health {
         let (Some(name), me) = (shared.names.get(pool).cloned(), shared.me) else {
             return;
         };
-        let _ = update(shared.store.as_mut(), |board| {
+        let updated = update(shared.store.as_mut(), |board| {
             if let Record::HalfOpen { holder, .. } = board.get(&name) {
                 if holder == me {
                     board.set(
@@ -193,5 +221,6 @@ impl Health {
                 }
             }
         });
+        self.shared_outcome(updated);
     }
 }

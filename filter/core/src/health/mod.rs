@@ -13,14 +13,15 @@
 mod follow;
 mod shared;
 
-pub use shared::{update, Board, HealthStore, Record, Stored};
+pub use shared::{update, Board, HealthStore, Record, Stored, Unshared, ATTEMPTS};
 
 /// What a pool's health is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// In service; `failures` consecutive gateway-level failures so far.
     Closed { failures: u32 },
-    /// Ejected until the given time (seconds).
+    /// Ejected through the given second: over once the clock reads a later
+    /// second (see [`ejection_over`]).
     Open { until: u64 },
     /// Ejection over: the next request routed there is a probe; while it is
     /// in flight (`probing`), the pool stays out of service.
@@ -50,6 +51,27 @@ pub struct Health {
     /// Pools not `Closed`: while 0, routing needs no clock and no set.
     troubled: usize,
     shared: Option<Shared>,
+    /// Board updates given up since the last report (`give_up_report`).
+    gave_up: u32,
+    /// When the last give-up report was made.
+    reported_at: Option<u64>,
+}
+
+/// How often, at most, a worker reports board updates that gave up: a board
+/// that keeps changing under every write would otherwise log on every
+/// request.
+pub const GIVE_UP_REPORT_SECONDS: u64 = 10;
+
+/// Whether an ejection through second `until` is over at `now`. Times are
+/// whole seconds (the clock floored), and an ejection starting at any point
+/// of second `t` is recorded through `t + ejectSeconds`: it ends when the
+/// clock reads `t + ejectSeconds + 1`, so it lasts more than `ejectSeconds`
+/// (up to one second more), never less. The board keeps `until` as earlier
+/// builds wrote it (start second plus `ejectSeconds`), so workers of both
+/// builds agree on it during a rollout; an earlier build ends it one second
+/// sooner.
+pub fn ejection_over(until: u64, now: u64) -> bool {
+    now > until
 }
 
 /// The gateway's board, for a view that follows it.
@@ -86,6 +108,8 @@ impl Health {
             states,
             troubled: 0,
             shared: None,
+            gave_up: 0,
+            reported_at: None,
         }
     }
 
@@ -108,7 +132,10 @@ impl Health {
         }
         for state in &mut self.states {
             match *state {
-                State::Open { until } | State::Leased { until } if now >= until => {
+                State::Open { until } if ejection_over(until, now) => {
+                    *state = State::HalfOpen { probing: false }
+                }
+                State::Leased { until } if now >= until => {
                     *state = State::HalfOpen { probing: false }
                 }
                 _ => {}
@@ -185,6 +212,32 @@ impl Health {
         };
         self.set(pool, next);
         change
+    }
+
+    /// The pools a user moved off a failing pool must not go to at `now`:
+    /// those out of service, and those half-open (ejection over, no probe
+    /// answered yet: the pool may still be dead, and a user moved there would
+    /// fail a second time). `None` when every pool is in service.
+    pub fn not_for_failover(&mut self, now: u64) -> Option<Vec<bool>> {
+        let mut out = self.out_of_service(now)?;
+        for (slot, state) in out.iter_mut().zip(&self.states) {
+            *slot |= !matches!(state, State::Closed { .. });
+        }
+        Some(out)
+    }
+
+    /// Board updates that gave up (the board kept changing under every
+    /// compare-and-swap) since the last report, for the glue to log: at most
+    /// one report per [`GIVE_UP_REPORT_SECONDS`], summing those in between.
+    pub fn give_up_report(&mut self, now: u64) -> Option<u32> {
+        let due = self
+            .reported_at
+            .is_none_or(|at| now >= at.saturating_add(GIVE_UP_REPORT_SECONDS));
+        if self.gave_up == 0 || !due {
+            return None;
+        }
+        self.reported_at = Some(now);
+        Some(std::mem::take(&mut self.gave_up))
     }
 
     fn open(&self, now: u64) -> State {

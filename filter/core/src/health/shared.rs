@@ -106,9 +106,9 @@ impl Board {
         }
     }
 
-    /// Forgets the pools `keep` says no to (removed from the config).
-    pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool) {
-        self.records.retain(|(name, _)| keep(name));
+    /// Forgets the records `keep` says no to (by pool name and record).
+    pub fn retain(&mut self, keep: impl Fn(&[u8], &Record) -> bool) {
+        self.records.retain(|(name, record)| keep(name, record));
     }
 }
 
@@ -163,33 +163,41 @@ impl<'a> Reader<'a> {
 
 /// Attempts at a compare-and-swap before giving up: each retry means another
 /// worker changed the board in between, which only failures and probes do.
-const ATTEMPTS: usize = 8;
+pub const ATTEMPTS: usize = 8;
+
+/// Why an update did not reach the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unshared {
+    /// The host refused the write (the glue logs the host call).
+    Refused,
+    /// Another writer came first [`ATTEMPTS`] times in a row.
+    GaveUp,
+}
 
 /// Reads the board, lets `change` edit it, and writes it back if it changed,
 /// retrying when another worker wrote in between. Returns the board as it
 /// stands after the write (or as read, when nothing changed), its version,
-/// and what `change` returned; `None` when the host refused or the board
-/// kept changing under us.
+/// and what `change` returned; else why the change is not on the board.
 pub fn update<T>(
     store: &mut dyn HealthStore,
     mut change: impl FnMut(&mut Board) -> T,
-) -> Option<(Board, u32, T)> {
+) -> Result<(Board, u32, T), Unshared> {
     for _ in 0..ATTEMPTS {
         let (bytes, version) = store.load().unwrap_or_default();
         let mut board = Board::decode(&bytes);
         let before = board.clone();
         let out = change(&mut board);
         if board == before {
-            return Some((board, version, out));
+            return Ok((board, version, out));
         }
         match store.store(&board.encode(), version) {
             Stored::Yes => {
                 // the version our write made is unknown until the next read
-                return Some((board, 0, out));
+                return Ok((board, 0, out));
             }
             Stored::Conflict => continue,
-            Stored::Failed => return None,
+            Stored::Failed => return Err(Unshared::Refused),
         }
     }
-    None
+    Err(Unshared::GaveUp)
 }

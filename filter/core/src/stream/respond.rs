@@ -160,17 +160,17 @@ fn judge<S: StreamHost + ?Sized, R: Rng + ?Sized>(
     let Some((now, failure)) = record(source, health, pool, class, flags, &mut out.ejected) else {
         return out;
     };
-    // a reset moves nobody until the pool is ejected: one cut connection is
-    // routine
     let moves = match failure {
         Failure::Unreachable => true,
-        Failure::Reset => matches!(health.state(pool), Some(State::Open { .. })),
+        Failure::Reset => reset_moves(health.state(pool)),
         Failure::Overflow => false,
     };
     if !moves || !moves_on_failure(config, &routed.decision) {
         return out;
     }
-    let avoid = health.out_of_service(now);
+    // never onto a half-open pool: it may still be dead, and a second
+    // failure for this user would be the probe's
+    let avoid = health.not_for_failover(now);
     let cond = Conditions {
         now: Some(now),
         avoid: avoid.as_deref(),
@@ -182,6 +182,21 @@ fn judge<S: StreamHost + ?Sized, R: Rng + ?Sized>(
         out.moved = Some((moved, set_cookie, session));
     }
     out
+}
+
+/// Whether a reset (UR, UC) moves its user, given the pool's health once
+/// the reset is counted. One cut connection is routine and moves nobody; a
+/// reset that follows another gateway-level failure of the pool, with no
+/// answer from it in between, is a pool dying under its requests (the
+/// requests in flight when it went are cut, then connections are refused),
+/// so it moves the user at once, as an ejected pool's reset does. Only the
+/// first failure of such a run leaves its user pinned.
+fn reset_moves(state: Option<State>) -> bool {
+    match state {
+        Some(State::Open { .. }) => true,
+        Some(State::Closed { failures }) => failures >= 2,
+        _ => false,
+    }
 }
 
 /// Feeds the pool's health with a response of this class: a gateway-level

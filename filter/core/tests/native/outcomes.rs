@@ -1,7 +1,7 @@
 //! What a response's outcome does: gRPC calls judged by their `grpc-status`
 //! (trailers-only, in the trailers, or none), Envoy's failure replies to
 //! gRPC, and which gateway-level failures move users (UF and UH at once, UR
-//! and UC once the pool is ejected, UO never).
+//! and UC once they follow another gateway-level failure, UO never).
 
 use rand_core::SeedableRng;
 use sticky_split_core::config::Config;
@@ -317,21 +317,51 @@ fn grpc_web_is_judged_by_its_http_status_without_trailers() {
     assert_eq!(out.class, Some(Class::ServerError));
 }
 
+/// A response from p2 (users pinned there) with these flags; whether it
+/// moved its user.
+fn moved_by(c: &Config, h: &mut Health, flags: u64) -> bool {
+    let mut src = FakeStream::new(headers(&[("cookie", b"s=p2")]));
+    src.now = 1_800_000_000;
+    let r = routed(c, &mut src, Some(h));
+    assert_eq!(r.decision.pool, 1, "p2 is not ejected");
+    let status = if flags == 0 { 200 } else { 503 };
+    src.set_answer(status, flags);
+    let out = respond(c, &mut src, &mut Prng::seed_from_u64(1), Some(h), r);
+    assert_eq!(out.failed_over.is_some(), out.set_cookie.is_some());
+    out.failed_over.is_some()
+}
+
 #[test]
-fn a_reset_moves_nobody_until_the_pool_is_ejected() {
-    for flags in [UR, UC] {
+fn a_reset_moves_its_user_only_after_another_gateway_failure() {
+    // (name, responses of p2 in order (flags, 0 for an answer), which moved
+    // their user); ejectAfter 3
+    let cases: [(&str, &[(u64, bool)]); 5] = [
+        (
+            "one cut connection is routine",
+            &[(UC, false), (0, false), (UR, false)],
+        ),
+        (
+            "a pool dying under requests: the first cut stays, the rest move",
+            &[(UC, false), (UC, true), (UR, true)],
+        ),
+        (
+            "a reset after a refused connection moves",
+            &[(UF, true), (UR, true)],
+        ),
+        (
+            "a refused connection after a reset moves, as always",
+            &[(UR, false), (UF, true)],
+        ),
+        (
+            "an answer in between starts the count again",
+            &[(UR, false), (0, false), (UC, false), (UC, true)],
+        ),
+    ];
+    for (name, responses) in cases {
         let c = config(TWO);
         let mut h = c.health().unwrap();
-        for i in 0..3 {
-            let mut src = FakeStream::new(headers(&[("cookie", b"s=p2")]));
-            src.now = 1_800_000_000;
-            let r = routed(&c, &mut src, Some(&mut h));
-            src.set_answer(503, flags);
-            let out = respond(&c, &mut src, &mut Prng::seed_from_u64(1), Some(&mut h), r);
-            assert_eq!(out.class, Some(Class::Gateway));
-            // the third reset ejects the pool, and that response moves its user
-            assert_eq!(out.failed_over.is_some(), i == 2, "{flags:#x} reset {i}");
-            assert_eq!(out.set_cookie.is_some(), i == 2, "{flags:#x} reset {i}");
+        for (i, &(flags, moves)) in responses.iter().enumerate() {
+            assert_eq!(moved_by(&c, &mut h, flags), moves, "{name}: response {i}");
         }
     }
 }

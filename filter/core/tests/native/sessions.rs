@@ -44,7 +44,9 @@ fn health_ejects_after_consecutive_failures_and_probes_once() {
     }
     assert_eq!(h.record(0, true, NOW), Change::Ejected);
     assert_eq!(h.state(0), Some(State::Open { until: NOW + 30 }));
-    assert_eq!(h.out_of_service(NOW + 29), Some(vec![true, false, false]));
+    // out through second NOW + 30: at least ejectSeconds after any point of
+    // second NOW
+    assert_eq!(h.out_of_service(NOW + 30), Some(vec![true, false, false]));
     // the last pool with weight is never ejected
     for _ in 0..10 {
         assert_eq!(h.record(1, true, NOW), Change::None);
@@ -54,21 +56,82 @@ fn health_ejects_after_consecutive_failures_and_probes_once() {
     assert_eq!(h.record(0, false, NOW + 1), Change::None);
     assert!(matches!(h.state(0), Some(State::Open { .. })));
     // after ejectSeconds: half-open; one request probes, the others keep away
-    assert_eq!(h.out_of_service(NOW + 30), Some(vec![false, false, false]));
-    assert!(h.claim_probe(0, NOW + 30));
-    assert!(!h.claim_probe(0, NOW + 30));
-    assert_eq!(h.out_of_service(NOW + 31), Some(vec![true, false, false]));
+    assert_eq!(h.out_of_service(NOW + 31), Some(vec![false, false, false]));
+    assert!(h.claim_probe(0, NOW + 31));
+    assert!(!h.claim_probe(0, NOW + 31));
+    assert_eq!(h.out_of_service(NOW + 32), Some(vec![true, false, false]));
     // an abandoned probe lets another request probe
     h.probe_abandoned(0);
-    assert!(h.claim_probe(0, NOW + 31));
+    assert!(h.claim_probe(0, NOW + 32));
     // a failed probe ejects again; a good one restores the pool
     assert_eq!(h.record(0, true, NOW + 32), Change::Ejected);
     assert_eq!(h.state(0), Some(State::Open { until: NOW + 62 }));
-    h.out_of_service(NOW + 62);
-    assert!(h.claim_probe(0, NOW + 62));
-    h.record(1, false, NOW + 62);
-    assert_eq!(h.record(0, false, NOW + 62), Change::Restored);
+    h.out_of_service(NOW + 63);
+    assert!(h.claim_probe(0, NOW + 63));
+    h.record(1, false, NOW + 63);
+    assert_eq!(h.record(0, false, NOW + 63), Change::Restored);
     assert!(h.all_closed());
+}
+
+#[test]
+fn an_ejection_never_lasts_less_than_eject_seconds() {
+    // the clock is read in whole seconds (floored): an ejection starting at
+    // any tenth of a second lasts more than ejectSeconds, and at most one
+    // second more
+    for eject_seconds in [1u32, 2, 4] {
+        for tenth in 0..10u64 {
+            let start = NOW * 10 + tenth;
+            let mut h = Health::new(vec![1, 1], 1, eject_seconds);
+            assert_eq!(h.record(0, true, start / 10), Change::Ejected);
+            let end = (start..)
+                .find(|t| h.out_of_service(t / 10).is_some_and(|out| !out[0]))
+                .unwrap();
+            let lasted = end - start;
+            let e = u64::from(eject_seconds) * 10;
+            assert!(
+                (e + 1..=e + 10).contains(&lasted),
+                "ejectSeconds {eject_seconds}, start at .{tenth}: lasted {lasted} tenths"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_user_failing_over_never_lands_on_a_half_open_pool() {
+    // p1 takes few new users, p2 many but it is half-open (its ejection is
+    // over, no probe answered yet), p3 fails under its pinned users: they
+    // all go to p1, whatever the draw
+    let c = Config::from_json(
+        br#"{"pools": [{"name": "p1", "weight": 1}, {"name": "p2", "weight": 99},
+        {"name": "p3", "weight": 0}], "cookie": {"name": "s"},
+        "failover": {"ejectAfter": 1, "ejectSeconds": 1}}"#,
+    )
+    .unwrap();
+    for seed in 0..200 {
+        let mut h = c.health().unwrap();
+        assert_eq!(h.record(1, true, NOW), Change::Ejected);
+        assert_eq!(h.out_of_service(NOW + 2), Some(vec![false, false, false]));
+        let mut src = source(&[("cookie", b"s=p3")], NOW + 2);
+        let r = route(
+            &c,
+            &mut src,
+            &mut Prng::seed_from_u64(seed),
+            Some(&mut h),
+            false,
+        );
+        assert_eq!(r.decision.pool, 2);
+        src.set_answer(503, UF);
+        let out = respond(
+            &c,
+            &mut src,
+            &mut Prng::seed_from_u64(seed),
+            Some(&mut h),
+            r,
+        );
+        assert_eq!(out.failed_over.map(|d| d.pool), Some(0), "seed {seed}");
+        // p2's probe is still to come
+        assert_eq!(h.state(1), Some(State::HalfOpen { probing: false }));
+    }
 }
 
 const THREE: &str = r#"{"pools": [{"name": "p1", "weight": 50}, {"name": "p2", "weight": 30},

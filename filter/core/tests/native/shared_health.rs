@@ -5,7 +5,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use sticky_split_core::health::{Board, Change, Health, HealthStore, Record, State, Stored};
+use sticky_split_core::health::{
+    Board, Change, Health, HealthStore, Record, State, Stored, ATTEMPTS,
+};
 
 const NOW: u64 = 1_800_000_000;
 const NAMES: [&str; 2] = ["pool1", "pool2"];
@@ -134,22 +136,50 @@ fn the_healthy_path_makes_no_host_call() {
 }
 
 #[test]
-fn an_ejection_survives_a_config_push_and_a_removed_pool_is_forgotten() {
+fn an_ejection_survives_a_config_push_even_one_that_removes_the_pool() {
     let mem = Mem::default();
     let mut old = worker(&mem, 1, 1);
     assert_eq!(old.record(1, true, NOW), Change::Ejected);
     // the new configuration's health, same pools: pool2 is out from the start
     let mut pushed = worker(&mem, 2, 1);
     assert_eq!(pushed.out_of_service(NOW + 1), Some(vec![false, true]));
-    // a config without pool2 forgets it; the pool coming back later is new
-    let _without =
-        Health::new(vec![1], 1, 30).share(vec!["pool1".into()], Box::new(mem.clone()), 3, NOW);
+    // a config without pool2 keeps its running ejection: the old config,
+    // still serving draining connections, keeps away from pool2 until it
+    // runs out
+    let without = |now| {
+        Health::new(vec![1, 1], 1, 30).share(
+            vec!["pool1".into(), "pool3".into()],
+            Box::new(mem.clone()),
+            3,
+            now,
+        )
+    };
+    let _without = without(NOW + 1);
+    assert_eq!(board(&mem).get("pool2"), Record::Open { until: NOW + 30 });
+    old.sync(NOW + 1);
+    assert_eq!(old.out_of_service(NOW + 30), Some(vec![false, true]));
+    // once the ejection is over, the next config without pool2 forgets it;
+    // the pool coming back later is new
+    let _later = without(NOW + 31);
     assert_eq!(board(&mem).get("pool2"), Record::Closed { failures: 0 });
     let mut again = worker(&mem, 4, 1);
-    assert_eq!(again.out_of_service(NOW + 1), None);
+    assert_eq!(again.out_of_service(NOW + 31), None);
+    // a probe lease held on a removed pool is kept until it runs out; a free
+    // one is forgotten
+    assert_eq!(again.record(1, true, NOW + 31), Change::Ejected);
+    again.out_of_service(NOW + 62);
+    assert!(again.claim_probe(1, NOW + 62));
+    let _held = without(NOW + 63);
+    assert!(matches!(
+        board(&mem).get("pool2"),
+        Record::HalfOpen { holder: 4, .. }
+    ));
+    again.probe_abandoned(1);
+    let _freed = without(NOW + 63);
+    assert_eq!(board(&mem).get("pool2"), Record::Closed { failures: 0 });
     // the canary VM Envoy starts for a new config only reads and forgets
     // what that config dropped: the surviving records are untouched
-    assert_eq!(again.record(1, true, NOW + 1), Change::Ejected);
+    assert_eq!(again.record(1, true, NOW + 64), Change::Ejected);
     let written = board(&mem);
     let _canary = worker(&mem, 5, 1);
     assert_eq!(board(&mem), written);
@@ -192,15 +222,15 @@ fn a_probe_lease_runs_out_and_an_abandoned_probe_frees_it() {
     // the ejection is over: routing needs no host call until a request is
     // routed there, and only that request claims the probe
     let loads = mem.0.borrow().loads;
-    assert_eq!(a.out_of_service(NOW + 30), Some(vec![false, false]));
-    assert_eq!(b.out_of_service(NOW + 30), Some(vec![false, false]));
+    assert_eq!(a.out_of_service(NOW + 31), Some(vec![false, false]));
+    assert_eq!(b.out_of_service(NOW + 31), Some(vec![false, false]));
     assert_eq!(mem.0.borrow().loads, loads);
-    assert!(a.claim_probe(1, NOW + 30));
+    assert!(a.claim_probe(1, NOW + 31));
     // b, routed there too, loses the lease and keeps away until it runs out
-    assert!(!b.claim_probe(1, NOW + 30));
-    assert_eq!(b.state(1), Some(State::Leased { until: NOW + 40 }));
+    assert!(!b.claim_probe(1, NOW + 31));
+    assert_eq!(b.state(1), Some(State::Leased { until: NOW + 41 }));
     let loads = mem.0.borrow().loads;
-    for t in 30..40 {
+    for t in 31..41 {
         assert_eq!(b.out_of_service(NOW + t), Some(vec![false, true]));
     }
     assert_eq!(
@@ -209,13 +239,13 @@ fn a_probe_lease_runs_out_and_an_abandoned_probe_frees_it() {
         "no host call while the lease holds"
     );
     // a's probe never answers: after the lease (10 s) b may claim it
-    assert_eq!(b.out_of_service(NOW + 40), Some(vec![false, false]));
-    assert!(b.claim_probe(1, NOW + 40));
+    assert_eq!(b.out_of_service(NOW + 41), Some(vec![false, false]));
+    assert!(b.claim_probe(1, NOW + 41));
     // b's probe is shed by the circuit breaker: the lease is given back at once
     b.probe_abandoned(1);
-    a.sync(NOW + 41);
-    assert_eq!(a.out_of_service(NOW + 41), Some(vec![false, false]));
-    assert!(a.claim_probe(1, NOW + 41));
+    a.sync(NOW + 42);
+    assert_eq!(a.out_of_service(NOW + 42), Some(vec![false, false]));
+    assert!(a.claim_probe(1, NOW + 42));
 }
 
 #[test]
@@ -223,14 +253,14 @@ fn a_config_push_while_a_probe_lease_is_held_waits_at_most_the_lease() {
     let mem = Mem::default();
     let mut old = worker(&mem, 1, 1);
     old.record(1, true, NOW);
-    old.out_of_service(NOW + 30);
-    assert!(old.claim_probe(1, NOW + 30));
+    old.out_of_service(NOW + 31);
+    assert!(old.claim_probe(1, NOW + 31));
     // the new configuration's VM has a token of its own: the old lease is
     // another's, and runs out after LEASE
-    let mut pushed = worker_at(&mem, 7, 1, NOW + 31);
-    assert_eq!(pushed.out_of_service(NOW + 31), Some(vec![false, true]));
-    assert_eq!(pushed.out_of_service(NOW + 40), Some(vec![false, false]));
-    assert!(pushed.claim_probe(1, NOW + 40));
+    let mut pushed = worker_at(&mem, 7, 1, NOW + 32);
+    assert_eq!(pushed.out_of_service(NOW + 32), Some(vec![false, true]));
+    assert_eq!(pushed.out_of_service(NOW + 41), Some(vec![false, false]));
+    assert!(pushed.claim_probe(1, NOW + 41));
 }
 
 #[test]
@@ -242,8 +272,34 @@ fn writers_that_race_do_not_lose_failures() {
     assert_eq!(board(&mem).get("pool2"), Record::Closed { failures: 1 });
     // a store that always conflicts: the VM's own view decides, no panic
     mem.0.borrow_mut().meddle = usize::MAX;
+    assert_eq!(a.give_up_report(NOW), None, "nothing given up yet");
     assert_eq!(a.record(1, true, NOW), Change::None);
     assert_eq!(a.state(1), Some(State::Closed { failures: 2 }));
+}
+
+#[test]
+fn a_board_update_that_gives_up_is_reported_at_most_every_ten_seconds() {
+    let mem = Mem::default();
+    let mut a = worker(&mem, 1, 10);
+    // 7 conflicts are retried; 8 in a row give up
+    mem.0.borrow_mut().meddle = ATTEMPTS - 1;
+    a.record(1, true, NOW);
+    assert_eq!(a.give_up_report(NOW), None);
+    mem.0.borrow_mut().meddle = usize::MAX;
+    a.record(1, true, NOW);
+    assert_eq!(a.give_up_report(NOW), Some(1));
+    assert_eq!(a.give_up_report(NOW), None, "reported once");
+    // three more within ten seconds: held, then reported as one line
+    for t in 1..4 {
+        a.record(1, true, NOW + t);
+        assert_eq!(a.give_up_report(NOW + t), None);
+    }
+    assert_eq!(a.give_up_report(NOW + 9), None);
+    assert_eq!(a.give_up_report(NOW + 10), Some(3));
+    // a host that refuses the write is no give-up (the glue logs that call)
+    let mut refused = worker(&Mem(Rc::new(RefCell::new(Shared::default()))), 2, 10);
+    refused.record(1, true, NOW);
+    assert_eq!(refused.give_up_report(NOW), None);
 }
 
 #[test]
@@ -295,7 +351,11 @@ fn data_that_is_not_ours_is_no_state() {
         ..Shared::default()
     })));
     let mut h = worker(&mem, 1, 1);
-    assert_eq!(h.state(1), Some(State::Open { until: NOW }), "over at once");
+    assert_eq!(
+        h.state(1),
+        Some(State::HalfOpen { probing: false }),
+        "over at once"
+    );
     assert_eq!(h.out_of_service(NOW), Some(vec![false, false]));
     assert!(h.claim_probe(1, NOW));
     // and a board round-trips
