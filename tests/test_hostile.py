@@ -142,3 +142,33 @@ def test_http10_requests(gw):
     assert b" 200 " in head.split(b"\r\n")[0]
     assert f"set-cookie: {COOKIE}=".encode() in head.lower()
     check_next_request(gw)
+
+
+def test_no_pool_no_pin(workdir, base_config):
+    """Responses Envoy makes without asking any pool (a direct_response, a
+    CONNECT it rejects) carry no affinity cookie or session header and
+    count under no pool; a new user answered by a pool still gets both."""
+    import copy
+
+    from helpers import requests_counted
+    from stickysplit import testbed
+
+    config = copy.deepcopy(base_config)
+    testbed.routes(config).insert(0, {"match": {"prefix": "/healthz"},
+                                      "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}})
+    plugin = dict(envoy.plugin_config(config), sessionHeader="x-ss", debugHeader="x-debug")
+    with envoy.Envoy(base=config, plugin=plugin, workdir=workdir) as g, Client(g.gateway) as c:
+        for _ in range(5):
+            r = c.get("/healthz")
+            assert (r.status, r.body, r.cookies_set(COOKIE), r.header("x-ss")) == (200, b"ok\n", [], None)
+            assert r.header("x-debug").endswith("; answered-by=envoy"), r.header("x-debug")
+        connect = raw_http10(g.gateway, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        head = connect.partition(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 404"), head
+        assert b"set-cookie" not in head and b"x-ss:" not in head, head
+        # the one request a pool answered is the only one counted
+        r = c.get("/")
+        assert r.status == 200 and r.issued(COOKIE) is not None and r.header("x-ss") is not None
+        counted = {k: n for k, n in requests_counted(g, total=1).items() if n}
+        assert counted == {("new", r.served_by): 1}, counted
+        assert_vm_healthy(g)

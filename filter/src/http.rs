@@ -11,7 +11,7 @@ use super::{host, SharedHealth, SharedRng};
 use sticky_split_core::config::Config;
 use sticky_split_core::metrics::CounterBatch;
 use sticky_split_core::request::Headers;
-use sticky_split_core::stream::{Concluded, Exchange, RequestPlan, ResponsePlan, StreamHost};
+use sticky_split_core::stream::{Counts, Exchange, RequestPlan, ResponsePlan, StreamHost};
 
 pub(super) struct HttpFilter {
     /// `None` while the plugin has no valid configuration: every callback
@@ -65,6 +65,10 @@ impl StreamHost for EnvoyStream {
     fn response_flags(&mut self) -> u64 {
         host::response_flags()
     }
+
+    fn sent_upstream(&mut self) -> bool {
+        host::property(&["upstream", "address"]).is_some()
+    }
 }
 
 impl Context for HttpFilter {}
@@ -107,7 +111,7 @@ impl HttpContext for HttpFilter {
         if let Some(exchange) = self.exchange.as_mut() {
             let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
             if let Some(done) = exchange.on_trailers(&mut EnvoyStream, health.as_deref_mut()) {
-                apply_concluded(&done, &self.counters);
+                apply_counts(&done.counts, done.ejected, &self.counters);
             }
         }
         Action::Continue
@@ -117,7 +121,7 @@ impl HttpContext for HttpFilter {
         if let Some(exchange) = self.exchange.as_mut() {
             let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
             if let Some(done) = exchange.on_end(&mut EnvoyStream, health.as_deref_mut()) {
-                apply_concluded(&done, &self.counters);
+                apply_counts(&done.counts, done.ejected, &self.counters);
             }
         }
     }
@@ -139,10 +143,7 @@ fn apply_request(plan: &RequestPlan, counters: &CounterBatch) {
 }
 
 fn apply_response(plan: &ResponsePlan, counters: &CounterBatch) {
-    for slot in plan.counts.iter() {
-        counters.count(slot);
-    }
-    log_ejection(plan.ejected);
+    apply_counts(&plan.counts, plan.ejected, counters);
     if let Some(cookie) = &plan.set_cookie {
         host::add_response_header("set-cookie", cookie);
     }
@@ -151,11 +152,11 @@ fn apply_response(plan: &ResponsePlan, counters: &CounterBatch) {
     }
 }
 
-fn apply_concluded(done: &Concluded, counters: &CounterBatch) {
-    for slot in done.counts.iter() {
+fn apply_counts(counts: &Counts, ejected: Option<&str>, counters: &CounterBatch) {
+    for slot in counts.iter() {
         counters.count(slot);
     }
-    log_ejection(done.ejected);
+    log_ejection(ejected);
 }
 
 fn log_ejection(pool: Option<&str>) {

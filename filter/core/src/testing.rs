@@ -28,6 +28,8 @@ pub struct FakeStream {
     pub trailers: Headers,
     /// Envoy's response flags.
     pub flags: u64,
+    /// Envoy answered without sending the request to any pool.
+    pub local_reply: bool,
     /// Reads of the whole request header map.
     pub full_reads: usize,
     /// Reads of one request header.
@@ -38,6 +40,7 @@ pub struct FakeStream {
     pub response_reads: usize,
     pub trailer_reads: usize,
     pub flag_reads: usize,
+    pub upstream_reads: usize,
 }
 
 fn find(list: &Headers, name: &str) -> Option<Vec<u8>> {
@@ -90,6 +93,12 @@ impl FakeStream {
         self
     }
 
+    /// Envoy answers itself, asking no pool (no route, `direct_response`).
+    pub fn local_reply(mut self) -> Self {
+        self.local_reply = true;
+        self
+    }
+
     /// A response header besides `:status`.
     pub fn response_header(mut self, name: &str, value: &str) -> Self {
         self.response
@@ -113,6 +122,7 @@ impl FakeStream {
             + self.response_reads
             + self.trailer_reads
             + self.flag_reads
+            + self.upstream_reads
     }
 }
 
@@ -149,5 +159,10 @@ impl StreamHost for FakeStream {
     fn response_flags(&mut self) -> u64 {
         self.flag_reads += 1;
         self.flags
+    }
+
+    fn sent_upstream(&mut self) -> bool {
+        self.upstream_reads += 1;
+        !self.local_reply
     }
 }

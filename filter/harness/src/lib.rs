@@ -7,9 +7,10 @@ use rand_core::SeedableRng;
 use sticky_split_core::choice::key_hash;
 use sticky_split_core::config::Config;
 use sticky_split_core::cookie::{Payload, Verdict};
+use sticky_split_core::decide::Reason;
 use sticky_split_core::metrics;
 use sticky_split_core::rng::Prng;
-use sticky_split_core::stream::{conclude, respond, route, Exchange};
+use sticky_split_core::stream::{conclude, respond, route, Counts, Exchange};
 use sticky_split_core::testing::FakeStream;
 
 const KEY: &[u8] = b"fuzzing key, 32 bytes long .....";
@@ -199,26 +200,40 @@ pub fn request(data: &[u8]) {
 }
 
 /// The same stream through [`Exchange`], callback by callback as the glue
-/// calls it: the request's count is its decision's, and the stream's end
-/// leaves no probe held.
+/// calls it: the request is counted exactly once (none when Envoy answered
+/// without asking any pool), and the stream's end leaves no probe held.
 fn lifecycle(config: Config, mut source: FakeStream, seed: u64, has_body: bool) {
     let mut rng = Prng::seed_from_u64(seed);
     let mut health = config.health();
+    // request counter slots come first in the layout
+    let request_slots = config.pools.len() * Reason::ALL.len();
     let mut exchange = Exchange::new(std::rc::Rc::new(config));
-    let count = exchange
-        .on_request(&mut source, Some(&mut rng), health.as_mut(), !has_body)
-        .count;
-    assert!(count.is_some(), "a routed request is counted");
+    source.local_reply = seed & 32 == 0;
+    let mut counted = usize::from(
+        exchange
+            .on_request(&mut source, Some(&mut rng), health.as_mut(), !has_body)
+            .count
+            .is_some(),
+    );
+    let requests = |counts: &Counts| counts.iter().filter(|&s| s < request_slots).count();
+    let mut unanswered = false;
     if seed & 16 == 0 {
         let plan = exchange.on_response(&mut source, Some(&mut rng), health.as_mut());
         assert!(plan.is_some(), "a routed request's response has a plan");
+        if let Some(plan) = plan {
+            counted += requests(&plan.counts);
+            unanswered = plan.unanswered;
+        }
         if let Some(done) = exchange.on_trailers(&mut source, health.as_mut()) {
             assert!(done.counts.iter().count() <= 2);
+            counted += requests(&done.counts);
         }
     }
     if let Some(done) = exchange.on_end(&mut source, health.as_mut()) {
-        assert!(done.counts.iter().count() <= 2);
+        assert!(done.counts.iter().count() <= 3);
+        counted += requests(&done.counts);
     }
+    assert_eq!(counted, usize::from(!unanswered), "the request's count");
     assert!(
         exchange.on_end(&mut source, health.as_mut()).is_none(),
         "a stream ends once"

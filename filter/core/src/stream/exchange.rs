@@ -8,17 +8,21 @@
 //! | request headers     | what the decision needs                 | [`RequestPlan`]               |
 //! | response headers    | `:status`, flags, `grpc-status` (needs) | [`ResponsePlan`]              |
 //! | response trailers   | `grpc-status`, for a pending gRPC call  | [`Concluded`]                 |
-//! | end of stream (log) | flags, for a pending gRPC call          | [`Concluded`]                 |
+//! | end of stream (log) | flags, for a pending gRPC call          | [`Ended`]                     |
 //!
+//! A request that (re)assigns its user is counted with its response, not
+//! before: if Envoy answers without asking any pool (no route,
+//! `direct_response`), the user gets no value and the pool counts nothing.
 //! At the end, a gRPC call still waiting for its status is counted as one
-//! that ended with none, and a probe that never saw response headers (a
-//! reset stream) is given back so that another request may probe.
+//! that ended with none, a request never answered is counted, and a probe
+//! that never saw response headers (a reset stream) is given back so that
+//! another request may probe.
 
 use std::rc::Rc;
 
 use rand_core::Rng;
 
-use super::{conclude, respond, route, Concluded, ResponsePlan, Routed, StreamHost};
+use super::{conclude, respond, route, Concluded, Counts, ResponsePlan, Routed, StreamHost};
 use crate::config::Config;
 use crate::health::Health;
 
@@ -33,6 +37,17 @@ pub struct Exchange {
     probe: Option<usize>,
     /// The pool of a gRPC call whose `grpc-status` is still to come.
     pending_grpc: Option<usize>,
+    /// The request counter of a (re)assigning request, until its response
+    /// says whether a pool answered.
+    deferred_count: Option<usize>,
+}
+
+/// What the end of a stream counts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ended<'a> {
+    pub counts: Counts,
+    /// The name of the pool when a gRPC call's end ejected it.
+    pub ejected: Option<&'a str>,
 }
 
 /// What to do with the request headers.
@@ -66,6 +81,7 @@ impl Exchange {
             routed: None,
             probe: None,
             pending_grpc: None,
+            deferred_count: None,
         }
     }
 
@@ -88,9 +104,13 @@ impl Exchange {
             self.probe = Some(routed.decision.pool);
         }
         let config = &*self.config;
+        let issues = routed.set_cookie.is_some() || routed.session_value.is_some();
+        let count = Some(routed.counter());
+        let (count, deferred) = if issues { (None, count) } else { (count, None) };
+        self.deferred_count = deferred;
         let mut plan = RequestPlan {
             clear_route_cache: config.clear_route_cache,
-            count: Some(routed.counter()),
+            count,
             ..RequestPlan::default()
         };
         for (slot, header) in plan
@@ -121,12 +141,15 @@ impl Exchange {
         self.probe = None;
         let routed = self.routed.take()?;
         let pool = routed.decision.pool;
-        let plan = match rng {
+        let mut plan = match rng {
             Some(rng) => respond(&self.config, host, rng, health, routed),
             None => ResponsePlan::unjudged(&self.config, routed),
         };
         if plan.pending {
             self.pending_grpc = Some(pool);
+        }
+        if let Some(slot) = self.deferred_count.take().filter(|_| !plan.unanswered) {
+            plan.counts.add(slot);
         }
         Some(plan)
     }
@@ -150,16 +173,31 @@ impl Exchange {
     }
 
     /// The end of the stream: a gRPC call still pending ended without a
-    /// status; a probe that saw no response headers is given back.
+    /// status; a request never answered is counted; a probe that saw no
+    /// response headers is given back. `None` when there is nothing to do.
     pub fn on_end<S: StreamHost + ?Sized>(
         &mut self,
         host: &mut S,
         mut health: Option<&mut Health>,
-    ) -> Option<Concluded<'_>> {
+    ) -> Option<Ended<'_>> {
         if let (Some(pool), Some(h)) = (self.probe.take(), health.as_deref_mut()) {
             h.probe_abandoned(pool);
         }
-        let pool = self.pending_grpc.take()?;
-        Some(conclude(&self.config, host, health, pool, None))
+        let deferred = self.deferred_count.take();
+        let mut ended = match self.pending_grpc.take() {
+            Some(pool) => {
+                let done = conclude(&self.config, host, health, pool, None);
+                Ended {
+                    counts: done.counts,
+                    ejected: done.ejected,
+                }
+            }
+            None if deferred.is_some() => Ended::default(),
+            None => return None,
+        };
+        if let Some(slot) = deferred {
+            ended.counts.add(slot);
+        }
+        Some(ended)
     }
 }

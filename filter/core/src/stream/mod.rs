@@ -18,7 +18,9 @@
 //!   out of service;
 //! - on the response, `:status` when counters or failover need it; a gRPC
 //!   call's `grpc-status` (headers, then trailers); Envoy's response flags
-//!   only for a 5xx, a gRPC error status or a call that ends with none.
+//!   only for a 5xx, a gRPC error status or a call that ends with none;
+//!   whether a pool answered at all only when the request (re)assigned its
+//!   user (a reply Envoy made alone gets no value and counts nothing).
 //!
 //! Either way there is one decision and at most one random draw per request
 //! (a response that fails over takes one more).
@@ -28,7 +30,7 @@ mod respond;
 mod route;
 
 use crate::request::Headers;
-pub use exchange::{Exchange, RequestPlan};
+pub use exchange::{Ended, Exchange, RequestPlan};
 pub use respond::{conclude, respond, Concluded, Counts, ResponsePlan};
 pub use route::{route, Routed, EXPORTED_POOL, EXPORTED_REASON};
 
@@ -49,4 +51,9 @@ pub trait StreamHost {
     /// Envoy's response flags (the `response.flags` attribute); 0 when the
     /// host has none.
     fn response_flags(&mut self) -> u64;
+    /// Whether Envoy sent the request to a host of a pool (the
+    /// `upstream.address` attribute is set): `false` for a reply Envoy made
+    /// without asking any pool (no route, `direct_response`, a rejected
+    /// CONNECT, another filter's local reply).
+    fn sent_upstream(&mut self) -> bool;
 }

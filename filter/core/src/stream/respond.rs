@@ -38,15 +38,26 @@ pub struct ResponsePlan<'a> {
     pub debug: Option<(&'a str, String)>,
     /// Counter slots to increment by one each.
     pub counts: Counts,
+    /// Envoy answered without asking any pool, so the user (re)assigned by
+    /// the request gets no value and nothing is counted for the pool.
+    pub unanswered: bool,
 }
 
-/// Up to three counter slots: the response's class, an ejection, a failover.
+/// Up to four counter slots: the response's class, an ejection, a
+/// failover, and the request's own count when it waited for the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counts([Option<usize>; 3]);
+pub struct Counts([Option<usize>; 4]);
 
 impl Counts {
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.0.iter().flatten().copied()
+    }
+
+    /// One more slot, in the last free place (a plan leaves the fourth free).
+    pub(crate) fn add(&mut self, slot: usize) {
+        if let Some(free) = self.0.iter_mut().rev().find(|s| s.is_none()) {
+            *free = Some(slot);
+        }
     }
 }
 
@@ -63,7 +74,11 @@ pub fn respond<'a, S: StreamHost + ?Sized, R: Rng + ?Sized>(
     routed: Routed,
 ) -> ResponsePlan<'a> {
     if !config.reads_responses() {
-        return plan(config, routed, Judged::default());
+        let judged = Judged {
+            unanswered: issues_value(&routed) && !source.sent_upstream(),
+            ..Judged::default()
+        };
+        return plan(config, routed, judged);
     }
     let status = status_code(source.response_header(":status").as_deref());
     let (class, flags) = match routed.protocol {
@@ -102,6 +117,17 @@ pub fn respond<'a, S: StreamHost + ?Sized, R: Rng + ?Sized>(
         }
     };
     let judged = match class {
+        // a (re)assigned user is told their pool only if the pool answered:
+        // asked only then (a host call), and never of a gateway-level
+        // failure, which is the pool's and fails over as ever
+        Some(class)
+            if class != Class::Gateway && issues_value(&routed) && !source.sent_upstream() =>
+        {
+            Judged {
+                unanswered: true,
+                ..Judged::default()
+            }
+        }
         Some(class) => judge(config, source, rng, health, &routed, class, flags),
         None => {
             // the pool answered: that is what its health needs to know now
@@ -128,9 +154,17 @@ impl<'a> ResponsePlan<'a> {
     }
 }
 
+/// Whether the request (re)assigned its user: the response would carry
+/// the new value.
+fn issues_value(routed: &Routed) -> bool {
+    routed.set_cookie.is_some() || routed.session_value.is_some()
+}
+
 /// What the response said and did.
 #[derive(Debug, Default)]
 struct Judged {
+    /// Envoy answered without asking any pool (nothing else is set then).
+    unanswered: bool,
     class: Option<Class>,
     pending: bool,
     ejected: bool,
@@ -306,6 +340,7 @@ fn plan(config: &Config, routed: Routed, judged: Judged) -> ResponsePlan<'_> {
             counts.0[2] = Some(layout.failover(pool));
             (Some(moved), set_cookie, session)
         }
+        None if judged.unanswered => (None, None, None),
         None => (None, routed.set_cookie, routed.session_value),
     };
     let debug = config.debug_header.as_deref().and_then(|header| {
@@ -318,6 +353,9 @@ fn plan(config: &Config, routed: Routed, judged: Judged) -> ResponsePlan<'_> {
             value.push_str("; failover=");
             value.push_str(moved);
         }
+        if judged.unanswered {
+            value.push_str("; answered-by=envoy");
+        }
         Some((header, value))
     });
     ResponsePlan {
@@ -329,5 +367,6 @@ fn plan(config: &Config, routed: Routed, judged: Judged) -> ResponsePlan<'_> {
         session: config.session_header.as_deref().zip(session_value),
         debug,
         counts,
+        unanswered: judged.unanswered,
     }
 }

@@ -147,7 +147,15 @@ fn a_new_user_is_routed_counted_and_given_a_cookie() {
     assert_eq!(life.headers.len(), 1);
     assert_eq!(life.headers[0].0, c.route_header);
     let index = c.pools.iter().position(|p| p.name == pool).unwrap();
-    assert_eq!(life.request_count, Some(slot(index, Reason::New)));
+    // counted with the response, which shows a pool answered
+    assert_eq!(life.request_count, None);
+    assert_eq!(
+        life.response_counts,
+        vec![
+            layout(&c).response(index, Class::Success),
+            slot(index, Reason::New)
+        ]
+    );
     assert!(life.set_cookie);
 }
 
@@ -206,8 +214,16 @@ fn a_response_judged_without_the_generator_keeps_the_request_cookie() {
         plan.set_cookie.is_some(),
         "the new user still gets their cookie"
     );
-    assert_eq!(plan.counts.iter().count(), 0);
-    assert_eq!(s.status_reads, 0, "nothing judged, nothing read");
+    assert_eq!(
+        plan.counts.iter().count(),
+        1,
+        "the request's own count only"
+    );
+    assert_eq!(
+        s.reads() - s.single_reads,
+        0,
+        "nothing judged, nothing read"
+    );
 }
 
 fn grpc() -> FakeStream {
@@ -323,6 +339,82 @@ fn a_stream_that_is_not_the_probe_leaves_the_probe_alone_at_its_end() {
     // a user pinned to p2 meanwhile is sent elsewhere, then reset
     let other = FakeStream::request(&[("cookie", "s=p2")]).at(NOW + 31);
     let life = live(&c, other, Some(&mut h), true, false);
-    assert_eq!(life.request_count, Some(slot(0, Reason::Failover)));
+    // moved, so given a value: counted at the end, as no response came
+    assert_eq!(life.request_count, None);
+    assert_eq!(life.end_counts, Some(vec![slot(0, Reason::Failover)]));
     assert_eq!(h.state(1), Some(State::HalfOpen { probing: true }));
+}
+
+#[test]
+fn no_pool_no_pin_a_reply_envoy_made_itself_is_nobodys() {
+    let c = Rc::new(config(
+        r#"{"pools": [{"name": "p1", "weight": 1}, {"name": "p2", "weight": 1}],
+            "cookie": {"name": "s"}, "sessionHeader": "x-s", "debugHeader": "x-debug"}"#,
+    ));
+    let l = layout(&c);
+    // a new user whose request Envoy answers itself (no route, a
+    // direct_response, a rejected CONNECT): no value, nothing counted
+    for status in [404, 200, 403] {
+        let mut x = Exchange::new(c.clone());
+        let mut rng = Prng::seed_from_u64(3);
+        let mut s = FakeStream::request(&[]).answer(status, 0).local_reply();
+        let plan = x.on_request(&mut s, Some(&mut rng), None, true);
+        assert_eq!(plan.count, None);
+        let plan = x.on_response(&mut s, Some(&mut rng), None).unwrap();
+        assert!(plan.unanswered, "{status}");
+        assert_eq!(
+            (plan.set_cookie.as_deref(), &plan.session),
+            (None, &None),
+            "{status}"
+        );
+        assert_eq!(plan.counts.iter().count(), 0, "{status}");
+        assert!(plan.debug.unwrap().1.ends_with("; answered-by=envoy"));
+        assert_eq!(s.upstream_reads, 1);
+        assert!(
+            x.on_end(&mut s, None).is_none(),
+            "{status}: nothing left to count"
+        );
+    }
+    // a pinned user: nothing to withhold, so nothing asked, counted as ever
+    let mut s = FakeStream::request(&[("cookie", "s=p2")])
+        .answer(404, 0)
+        .local_reply();
+    let life = live(&c, s.clone(), None, false, false);
+    assert_eq!(life.request_count, Some(slot(1, Reason::Sticky)));
+    assert_eq!(
+        life.response_counts,
+        vec![l.response(1, Class::ClientError)]
+    );
+    let mut x = Exchange::new(c.clone());
+    let mut rng = Prng::seed_from_u64(3);
+    x.on_request(&mut s, Some(&mut rng), None, true);
+    x.on_response(&mut s, Some(&mut rng), None);
+    assert_eq!(s.upstream_reads, 0);
+    // a new user whose pool answered: asked once, counted with the response
+    let s = FakeStream::request(&[]).answer(200, 0);
+    let life = live(&c, s, None, false, false);
+    assert!(life.set_cookie);
+    assert_eq!(life.response_counts.len(), 2);
+}
+
+#[test]
+fn a_gateway_failure_of_a_new_users_pool_is_the_pools_as_ever() {
+    // Envoy's own reply, but for the pool: failover's business, not "no pool"
+    let c = Rc::new(config(TWO));
+    let mut h = c.health().unwrap();
+    let mut x = Exchange::new(c.clone());
+    let mut rng = Prng::seed_from_u64(3);
+    let mut s = FakeStream::request(&[])
+        .at(NOW)
+        .answer(503, UF)
+        .local_reply();
+    x.on_request(&mut s, Some(&mut rng), Some(&mut h), true);
+    let plan = x.on_response(&mut s, Some(&mut rng), Some(&mut h)).unwrap();
+    assert!(!plan.unanswered);
+    assert_eq!(s.upstream_reads, 0);
+    assert!(
+        plan.set_cookie.is_some(),
+        "moved off the failing pool, with a new value"
+    );
+    assert!(plan.failed_over.is_some());
 }
