@@ -145,30 +145,43 @@ def test_http10_requests(gw):
 
 
 def test_no_pool_no_pin(workdir, base_config):
-    """Responses Envoy makes without asking any pool (a direct_response, a
-    CONNECT it rejects) carry no affinity cookie or session header and
-    count under no pool; a new user answered by a pool still gets both."""
+    """Replies Envoy makes without asking any pool (a redirect route, a
+    CONNECT it rejects) carry no affinity cookie or session header and count
+    under no pool; a direct_response 2xx is taken for a pool's answer (the
+    documented exception) unless the filter is disabled on its route; a new
+    user answered by a pool gets both."""
     import copy
 
     from helpers import requests_counted
     from stickysplit import testbed
 
     config = copy.deepcopy(base_config)
-    testbed.routes(config).insert(0, {"match": {"prefix": "/healthz"},
-                                      "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}})
+    disabled = {"sticky-split": {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                                 "disabled": True}}
+    testbed.routes(config)[:0] = [
+        {"match": {"prefix": "/old"}, "redirect": {"path_redirect": "/new"}},
+        {"match": {"prefix": "/healthz"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}},
+        {"match": {"prefix": "/ready"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+         "typed_per_filter_config": disabled},
+    ]
     plugin = dict(envoy.plugin_config(config), sessionHeader="x-ss", debugHeader="x-debug")
     with envoy.Envoy(base=config, plugin=plugin, workdir=workdir) as g, Client(g.gateway) as c:
-        for _ in range(5):
-            r = c.get("/healthz")
-            assert (r.status, r.body, r.cookies_set(COOKIE), r.header("x-ss")) == (200, b"ok\n", [], None)
+        for _ in range(3):
+            r = c.get("/old")
+            assert (r.status, r.cookies_set(COOKIE), r.header("x-ss")) == (301, [], None)
             assert r.header("x-debug").endswith("; answered-by=envoy"), r.header("x-debug")
+            r = c.get("/ready")
+            assert (r.status, r.cookies_set(COOKIE), r.header("x-ss"), r.header("x-debug")) == (200, [], None, None)
         connect = raw_http10(g.gateway, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
         head = connect.partition(b"\r\n\r\n")[0].lower()
         assert head.startswith(b"http/1.1 404"), head
         assert b"set-cookie" not in head and b"x-ss:" not in head, head
-        # the one request a pool answered is the only one counted
+        # none of those counted; the one a pool answered is
         r = c.get("/")
         assert r.status == 200 and r.issued(COOKIE) is not None and r.header("x-ss") is not None
         counted = {k: n for k, n in requests_counted(g, total=1).items() if n}
         assert counted == {("new", r.served_by): 1}, counted
+        # the exception: a direct_response 200 looks like a pool's answer
+        r = c.get("/healthz")
+        assert r.status == 200 and r.issued(COOKIE) is not None
         assert_vm_healthy(g)

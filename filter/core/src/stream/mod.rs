@@ -20,7 +20,8 @@
 //!   call's `grpc-status` (headers, then trailers); Envoy's response flags
 //!   only for a 5xx, a gRPC error status or a call that ends with none;
 //!   whether a pool answered at all only when the request (re)assigned its
-//!   user (a reply Envoy made alone gets no value and counts nothing).
+//!   user and the response is an error or a redirect (a reply Envoy made
+//!   alone gets no value and counts nothing).
 //!
 //! Either way there is one decision and at most one random draw per request
 //! (a response that fails over takes one more).

@@ -74,13 +74,15 @@ pub fn respond<'a, S: StreamHost + ?Sized, R: Rng + ?Sized>(
     routed: Routed,
 ) -> ResponsePlan<'a> {
     if !config.reads_responses() {
-        let judged = Judged {
-            unanswered: issues_value(&routed) && !source.sent_upstream(),
-            ..Judged::default()
-        };
-        return plan(config, routed, judged);
+        return plan(config, routed, Judged::default());
     }
     let status = status_code(source.response_header(":status").as_deref());
+    // Envoy's own replies are errors or redirects (no route 404, a
+    // rejected CONNECT, a redirect route, another filter's denial; for gRPC
+    // an error status): only these may not be a pool's answer. A 1xx or 2xx
+    // is taken for the pool's, which spares a host call per new user; a
+    // `direct_response` 2xx is the exception, documented.
+    let mut maybe_envoys = !(100..300).contains(&status);
     let (class, flags) = match routed.protocol {
         Protocol::Http => {
             let flags = if needs_flags(status) {
@@ -92,6 +94,7 @@ pub fn respond<'a, S: StreamHost + ?Sized, R: Rng + ?Sized>(
         }
         Protocol::Grpc | Protocol::GrpcWeb => {
             let code = header_number(source.response_header("grpc-status").as_deref());
+            maybe_envoys |= code.is_some_and(|c: u32| c != 0);
             // Envoy's own failure replies to a gRPC call are trailers-only
             // with an error status (HTTP 200): only an error, or a 5xx,
             // needs the flags; a call going well reads none
@@ -121,7 +124,10 @@ pub fn respond<'a, S: StreamHost + ?Sized, R: Rng + ?Sized>(
         // asked only then (a host call), and never of a gateway-level
         // failure, which is the pool's and fails over as ever
         Some(class)
-            if class != Class::Gateway && issues_value(&routed) && !source.sent_upstream() =>
+            if class != Class::Gateway
+                && maybe_envoys
+                && issues_value(&routed)
+                && !source.sent_upstream() =>
         {
             Judged {
                 unanswered: true,

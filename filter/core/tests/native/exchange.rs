@@ -352,9 +352,10 @@ fn no_pool_no_pin_a_reply_envoy_made_itself_is_nobodys() {
             "cookie": {"name": "s"}, "sessionHeader": "x-s", "debugHeader": "x-debug"}"#,
     ));
     let l = layout(&c);
-    // a new user whose request Envoy answers itself (no route, a
-    // direct_response, a rejected CONNECT): no value, nothing counted
-    for status in [404, 200, 403] {
+    // a new user whose request Envoy answers itself (no route, a rejected
+    // CONNECT, a redirect route, another filter's denial): no value,
+    // nothing counted
+    for status in [404, 403, 301, 429] {
         let mut x = Exchange::new(c.clone());
         let mut rng = Prng::seed_from_u64(3);
         let mut s = FakeStream::request(&[]).answer(status, 0).local_reply();
@@ -375,6 +376,20 @@ fn no_pool_no_pin_a_reply_envoy_made_itself_is_nobodys() {
             "{status}: nothing left to count"
         );
     }
+    // a 2xx is taken for the pool's answer without asking (a host call per
+    // new user): a direct_response 200 is the documented exception
+    let mut s = FakeStream::request(&[]).answer(200, 0).local_reply();
+    let life = live(&c, s.clone(), None, false, false);
+    assert!(life.set_cookie);
+    let mut x = Exchange::new(c.clone());
+    let mut rng = Prng::seed_from_u64(3);
+    x.on_request(&mut s, Some(&mut rng), None, true);
+    assert!(
+        !x.on_response(&mut s, Some(&mut rng), None)
+            .unwrap()
+            .unanswered
+    );
+    assert_eq!(s.upstream_reads, 0);
     // a pinned user: nothing to withhold, so nothing asked, counted as ever
     let mut s = FakeStream::request(&[("cookie", "s=p2")])
         .answer(404, 0)
@@ -390,8 +405,9 @@ fn no_pool_no_pin_a_reply_envoy_made_itself_is_nobodys() {
     x.on_request(&mut s, Some(&mut rng), None, true);
     x.on_response(&mut s, Some(&mut rng), None);
     assert_eq!(s.upstream_reads, 0);
-    // a new user whose pool answered: asked once, counted with the response
-    let s = FakeStream::request(&[]).answer(200, 0);
+    // a new user whose pool answered with an error: asked once, counted
+    // with the response, given the value
+    let s = FakeStream::request(&[]).answer(404, 0);
     let life = live(&c, s, None, false, false);
     assert!(life.set_cookie);
     assert_eq!(life.response_counts.len(), 2);
