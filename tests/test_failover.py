@@ -201,6 +201,11 @@ def test_a_push_without_the_dead_pool_keeps_it_ejected_for_draining_connections(
                     r = draining.get("/")
                     assert (r.status, r.header(DEBUG)) == (200, "pool=pool1; reason=new"), (i, r.status,
                                                                                               r.header(DEBUG))
+                    # Envoy may end a draining connection early (1.36 does, with
+                    # Connection: close on the next response): what came over it
+                    # counts, and nothing after is on the old configuration
+                    if draining.conn is None:
+                        break
             assert_vm_healthy(gw)
     finally:
         b2.stop()
