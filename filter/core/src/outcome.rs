@@ -115,8 +115,10 @@ pub enum Failure {
     /// the user at once: a dead pool costs each user one failed response.
     Unreachable,
     /// UR, UC: a stream or connection was cut. Counts toward ejection, but
-    /// moves the user only once the pool is ejected: a keep-alive connection
-    /// closed under a request is routine, not a dead pool.
+    /// moves the user only once the pool is ejected or when it follows
+    /// another gateway-level failure of the pool with no answer between (a
+    /// pool dying under its requests): one keep-alive connection closed
+    /// under a request is routine, not a dead pool.
     Reset,
     /// UO: Envoy's circuit breaker shed the request. Neither counts nor
     /// moves: the pool is busy, not dead, and moving its users for good

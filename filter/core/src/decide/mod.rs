@@ -35,6 +35,28 @@ pub struct Decision {
     pub assigned: Option<u32>,
 }
 
+impl Decision {
+    /// Whether the user gets a pool they did not have: a new pick (`new`,
+    /// `reassigned`, `expired`, `evicted`, `forged`, `failover`) or a sticky
+    /// rule's pin. A renewal or a re-signing keeps the pool they had.
+    pub fn assigns(&self) -> bool {
+        match self.reason {
+            Reason::New
+            | Reason::Reassigned
+            | Reason::Expired
+            | Reason::Evicted
+            | Reason::Forged
+            | Reason::Failover => true,
+            Reason::Rule => self.cookie.is_some(),
+            Reason::Sticky
+            | Reason::DrainedPinned
+            | Reason::Hash
+            | Reason::Ramp
+            | Reason::Resigned => false,
+        }
+    }
+}
+
 /// What routing needs besides the request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Conditions<'a> {

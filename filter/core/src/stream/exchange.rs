@@ -11,8 +11,9 @@
 //! | end of stream (log) | flags, for a pending gRPC call          | [`Ended`]                     |
 //!
 //! A request that (re)assigns its user is counted with its response, not
-//! before: if Envoy answers without asking any pool (no route,
-//! `direct_response`), the user gets no value and the pool counts nothing.
+//! before: if Envoy answers an error or redirect without asking any pool
+//! (no route, a redirect route, another filter's denial), the user gets no
+//! value and the pool counts nothing.
 //! At the end, a gRPC call still waiting for its status is counted as one
 //! that ended with none, a request never answered is counted, and a probe
 //! that never saw response headers (a reset stream) is given back so that
@@ -104,9 +105,12 @@ impl Exchange {
             self.probe = Some(routed.decision.pool);
         }
         let config = &*self.config;
-        let issues = routed.set_cookie.is_some() || routed.session_value.is_some();
         let count = Some(routed.counter());
-        let (count, deferred) = if issues { (None, count) } else { (count, None) };
+        let (count, deferred) = if routed.decision.assigns() {
+            (None, count)
+        } else {
+            (count, None)
+        };
         self.deferred_count = deferred;
         let mut plan = RequestPlan {
             clear_route_cache: config.clear_route_cache,
@@ -143,7 +147,13 @@ impl Exchange {
         let pool = routed.decision.pool;
         let mut plan = match rng {
             Some(rng) => respond(&self.config, host, rng, health, routed),
-            None => ResponsePlan::unjudged(&self.config, routed),
+            None => {
+                // nothing judged: a probe learnt nothing, so another may probe
+                if let (true, Some(h)) = (routed.probe, health) {
+                    h.probe_abandoned(pool);
+                }
+                ResponsePlan::unjudged(&self.config, routed)
+            }
         };
         if plan.pending {
             self.pending_grpc = Some(pool);

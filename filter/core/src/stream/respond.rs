@@ -19,8 +19,8 @@ use crate::request::{Protocol, Request};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponsePlan<'a> {
     /// The response's class; `None` when neither the counters nor failover
-    /// read responses, or when a gRPC call's status is still to come
-    /// (`pending`).
+    /// read responses, when a gRPC call's status is still to come
+    /// (`pending`), or when no pool answered (`unanswered`).
     pub class: Option<Class>,
     /// A gRPC call whose `grpc-status` comes in the trailers: pass it to
     /// [`conclude`] then, or with `None` if the stream ends without them.
@@ -38,8 +38,9 @@ pub struct ResponsePlan<'a> {
     pub debug: Option<(&'a str, String)>,
     /// Counter slots to increment by one each.
     pub counts: Counts,
-    /// Envoy answered without asking any pool, so the user (re)assigned by
-    /// the request gets no value and nothing is counted for the pool.
+    /// Envoy answered an error or redirect without asking any pool, so the
+    /// user (re)assigned by the request gets no value and nothing is counted
+    /// for the pool (a 1xx or 2xx is taken for the pool's, unasked).
     pub unanswered: bool,
 }
 
@@ -63,8 +64,9 @@ impl Counts {
 
 /// Judges the response to `routed` and plans what to write. Reads the
 /// `:status` only when counters or failover need it, a gRPC call's
-/// `grpc-status` header, the response flags for a 5xx or a gRPC error, and
-/// the request headers again only to move a user. An unreadable `:status` is counted as
+/// `grpc-status` header, the response flags for a 5xx or a gRPC error,
+/// whether a pool answered only for an error or redirect to a (re)assigned
+/// user, and the request headers again only to move a user. An unreadable `:status` is counted as
 /// a 5xx. `health`: the VM's pool health, when failover is on.
 pub fn respond<'a, S: StreamHost + ?Sized, R: Rng + ?Sized>(
     config: &'a Config,
@@ -126,9 +128,13 @@ pub fn respond<'a, S: StreamHost + ?Sized, R: Rng + ?Sized>(
         Some(class)
             if class != Class::Gateway
                 && maybe_envoys
-                && issues_value(&routed)
+                && routed.decision.assigns()
                 && !source.sent_upstream() =>
         {
+            // no pool answered: a probe learnt nothing, so another may probe
+            if let (true, Some(h)) = (routed.probe, health) {
+                h.probe_abandoned(routed.decision.pool);
+            }
             Judged {
                 unanswered: true,
                 ..Judged::default()
@@ -158,12 +164,6 @@ impl<'a> ResponsePlan<'a> {
     pub fn unjudged(config: &'a Config, routed: Routed) -> ResponsePlan<'a> {
         plan(config, routed, Judged::default())
     }
-}
-
-/// Whether the request (re)assigned its user: the response would carry
-/// the new value.
-fn issues_value(routed: &Routed) -> bool {
-    routed.set_cookie.is_some() || routed.session_value.is_some()
 }
 
 /// What the response said and did.
@@ -197,7 +197,15 @@ fn judge<S: StreamHost + ?Sized, R: Rng + ?Sized>(
         return out;
     };
     let pool = routed.decision.pool;
-    let Some((now, failure)) = record(source, health, pool, class, flags, &mut out.ejected) else {
+    let Some((now, failure)) = record(
+        source,
+        health,
+        pool,
+        class,
+        flags,
+        routed.probe,
+        &mut out.ejected,
+    ) else {
         return out;
     };
     let moves = match failure {
@@ -249,6 +257,7 @@ fn record<S: StreamHost + ?Sized>(
     pool: usize,
     class: Class,
     flags: u64,
+    holds_probe: bool,
     ejected: &mut bool,
 ) -> Option<(u64, Failure)> {
     let failure = (class == Class::Gateway)
@@ -256,9 +265,12 @@ fn record<S: StreamHost + ?Sized>(
         .flatten();
     match failure {
         // an overflow says the pool is busy, nothing about whether it is up;
-        // a probe it shed tells nothing either, so another may probe
+        // a probe it shed tells nothing either, so another may probe (only
+        // the stream holding the probe gives it back)
         Some(Failure::Overflow) => {
-            health.probe_abandoned(pool);
+            if holds_probe {
+                health.probe_abandoned(pool);
+            }
             None
         }
         Some(failure) => {
@@ -304,7 +316,8 @@ pub fn conclude<'a, S: StreamHost + ?Sized>(
     let class = Class::of_grpc(code, flags);
     let mut ejected = false;
     if let Some(health) = health {
-        record(source, health, pool, class, flags, &mut ejected);
+        // a call concluded after its headers holds no probe any more
+        record(source, health, pool, class, flags, false, &mut ejected);
     }
     let layout = CounterLayout {
         pools: config.pools.len(),

@@ -434,3 +434,64 @@ fn a_gateway_failure_of_a_new_users_pool_is_the_pools_as_ever() {
     );
     assert!(plan.failed_over.is_some());
 }
+
+#[test]
+fn a_probe_envoy_answered_itself_is_given_back() {
+    // a sticky rule sends the request to p2 just out of its ejection, so it
+    // is p2's probe; Envoy answers it alone (a 404 of no route): the probe
+    // learnt nothing and another request may probe
+    let c = Rc::new(config(
+        r#"{"pools": [{"name": "p1", "weight": 1}, {"name": "p2", "weight": 1}],
+            "cookie": {"name": "s"}, "failover": {"ejectAfter": 1, "ejectSeconds": 30},
+            "rules": [{"match": {"path": {"prefix": "/t"}}, "pool": "p2", "sticky": true}]}"#,
+    ));
+    for no_rng in [false, true] {
+        let mut h = half_open(&c);
+        let mut rng = Prng::seed_from_u64(1);
+        let mut x = Exchange::new(c.clone());
+        let mut s = FakeStream::request(&[(":path", "/t")])
+            .at(NOW + 31)
+            .answer(404, 0)
+            .local_reply();
+        x.on_request(&mut s, Some(&mut rng), Some(&mut h), true);
+        assert_eq!(h.state(1), Some(State::HalfOpen { probing: true }));
+        let rng_now = (!no_rng).then_some(&mut rng);
+        let plan = x.on_response(&mut s, rng_now, Some(&mut h)).unwrap();
+        assert_eq!(plan.unanswered, !no_rng);
+        assert_eq!(
+            h.state(1),
+            Some(State::HalfOpen { probing: false }),
+            "no_rng: {no_rng}"
+        );
+    }
+}
+
+#[test]
+fn a_renewal_or_a_resigning_is_counted_on_arrival_and_never_asked_about() {
+    let c = Rc::new(config(
+        r#"{"pools": [{"name": "p1", "weight": 1}, {"name": "p2", "weight": 1}],
+            "cookie": {"name": "s", "signingKeyEnv": "KEY", "idleTimeout": 600}}"#,
+    ));
+    let mut rng = Prng::seed_from_u64(1);
+    // a value issued at NOW, renewed after more than half the idle timeout
+    let mut first = Exchange::new(c.clone());
+    let mut s = FakeStream::request(&[]).at(NOW).answer(200, 0);
+    first.on_request(&mut s, Some(&mut rng), None, true);
+    let cookie = first
+        .on_response(&mut s, Some(&mut rng), None)
+        .unwrap()
+        .set_cookie
+        .unwrap();
+    let value = cookie.split(';').next().unwrap().to_string();
+    let mut x = Exchange::new(c.clone());
+    let mut s = FakeStream::request(&[("cookie", &value)])
+        .at(NOW + 400)
+        .answer(404, 0)
+        .local_reply();
+    let plan = x.on_request(&mut s, Some(&mut rng), None, true);
+    assert!(plan.count.is_some(), "a pinned user is counted on arrival");
+    let plan = x.on_response(&mut s, Some(&mut rng), None).unwrap();
+    assert!(plan.set_cookie.is_some(), "the renewal is written");
+    assert!(!plan.unanswered);
+    assert_eq!(s.upstream_reads, 0);
+}
