@@ -272,7 +272,9 @@ def test_pool_health_spans_the_workers_and_outlives_a_push(workdir, agent):
             # pool2 is back: after the ejection one probe restores it for
             # every worker
             b2 = backend(workdir, "pool2", pool2_at).start()
-            time.sleep(max(0.0, eject_seconds + 0.5 - (time.monotonic() - ejected_at)))
+            # an ejection lasts more than eject_seconds and at most one second
+            # more (it ends once the clock reads a later second)
+            time.sleep(max(0.0, eject_seconds + 1.1 - (time.monotonic() - ejected_at)))
             cx_before = worker_connections(gw.envoy)
             counts = {"pool1": 0, "pool2": 0}
             for _ in range(1000):
