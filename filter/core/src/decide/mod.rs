@@ -164,17 +164,13 @@ fn from_affinity_value(
     cond: Conditions,
 ) -> Result<Decision, Option<Reason>> {
     let name = config.cookie.name.as_bytes();
-    // each copy of the session header, and each comma-separated element of
-    // one (a proxy may join repeated headers): the first valid value wins,
-    // as among cookies; an affinity value never holds a comma
+    // every element of the session header, however sent: the first valid
+    // value wins, as among cookies (an affinity value never holds a comma)
     let session = config
         .session_header
         .as_deref()
         .into_iter()
-        .flat_map(|h| req.header_copies(h))
-        .flat_map(|copy| copy.split(|&b| b == b','))
-        .map(trim_ows)
-        .filter(|v| !v.is_empty());
+        .flat_map(|h| req.header_elements(h));
     let values = req
         .cookie_headers()
         .flat_map(|header| cookies::values(header, name))
@@ -360,17 +356,4 @@ fn hash_key(config: &Config, req: &Request) -> Option<u64> {
         HashOn::Header(name) => key_hash(&req.header(name)?),
         HashOn::Cookie(name) => key_hash(req.cookie(name.as_bytes())?),
     }
-}
-
-/// A header list element without the optional whitespace around it.
-fn trim_ows(value: &[u8]) -> &[u8] {
-    let start = value
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |i| i + 1);
-    value.get(start..end).unwrap_or_default()
 }

@@ -77,7 +77,8 @@ fn trim_start(mut s: &[u8]) -> &[u8] {
     s
 }
 
-fn trim(mut s: &[u8]) -> &[u8] {
+/// `s` without the spaces and tabs around it (HTTP's optional whitespace).
+pub(super) fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }

@@ -59,13 +59,16 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The values of header `name` (lowercase), each copy of the header on
-    /// its own, in order.
-    pub fn header_copies(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    /// The elements of header `name` (lowercase) read as a list: each copy
+    /// of the header, split at commas (a proxy may join copies into one),
+    /// without the whitespace around them; empty elements are left out.
+    pub fn header_elements(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers
             .iter()
             .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .map(cookies::trim)
+            .filter(|v| !v.is_empty())
     }
 
     /// Every Cookie header value, in order.
