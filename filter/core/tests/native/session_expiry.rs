@@ -4,39 +4,13 @@
 //! signed values; these are the unsigned values of the Envoy test's config
 //! (a stamp, then the pool name, no MAC), an absolute timeout alone, and the
 //! cookie attributes of a timed config.
-//!
-use rand_core::SeedableRng;
-use sticky_split_core::config::Config;
+
 use sticky_split_core::decide::Reason;
-use sticky_split_core::request::Headers;
-use sticky_split_core::rng::Prng;
-use sticky_split_core::stream::{route, Routed};
-use sticky_split_core::testing::FakeStream;
 
 use super::helpers::config;
+use super::sessions::{at, value_of};
 
 const T0: u64 = 1_800_000_000;
-
-/// Routes a request with affinity value `value` (if any) at `now`.
-fn at(c: &Config, value: Option<&str>, now: u64) -> Routed {
-    let mut headers: Headers = vec![(":path".into(), b"/".to_vec())];
-    if let Some(v) = value {
-        headers.push(("cookie".into(), format!("s={v}").into_bytes()));
-    }
-    route(
-        c,
-        &mut FakeStream::new(headers).at(now),
-        &mut Prng::seed_from_u64(now),
-        None,
-        false,
-    )
-}
-
-/// The value a Set-Cookie header sets.
-fn value_of(set_cookie: &str) -> String {
-    let pair = set_cookie.split(';').next().unwrap();
-    pair.split_once('=').unwrap().1.to_string()
-}
 
 /// The Envoy test's timeouts (absolute 5 s, idle 4 s, Partitioned), unsigned.
 const UNSIGNED: &str = r#"{"pools": [{"name": "pool1", "weight": 80}, {"name": "pool2", "weight": 20}],

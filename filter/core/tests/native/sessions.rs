@@ -24,7 +24,7 @@ fn source(pairs: &[(&str, &[u8])], now: u64) -> FakeStream {
 }
 
 /// The value of the affinity cookie a Set-Cookie header sets.
-fn value_of(set_cookie: &str) -> String {
+pub(super) fn value_of(set_cookie: &str) -> String {
     set_cookie
         .split(';')
         .next()
@@ -387,7 +387,7 @@ const TIMED: &str = r#"{"pools": [{"name": "p1", "weight": 1}, {"name": "p2", "w
     "cookie": {"name": "s", "absoluteTimeout": 100, "idleTimeout": 20, "signingKeyEnv": "KEY"}}"#;
 
 /// Routes a request carrying cookie `value` (if any) at `now`.
-fn at(c: &Config, value: Option<&str>, now: u64) -> Routed {
+pub(super) fn at(c: &Config, value: Option<&str>, now: u64) -> Routed {
     let cookie = value.map(|v| format!("s={v}"));
     let pairs: Vec<(&str, &[u8])> = cookie.iter().map(|v| ("cookie", v.as_bytes())).collect();
     route(
