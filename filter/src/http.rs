@@ -2,6 +2,7 @@
 //! which reads through [`EnvoyStream`] what it needs and answers with a
 //! plan; this file applies each plan as it is.
 
+use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
@@ -73,16 +74,20 @@ impl StreamHost for EnvoyStream {
 
 impl Context for HttpFilter {}
 
-// Each callback borrows the VM's generator and pool health for its own
-// duration only; `try_borrow_mut` cannot fail in a single-threaded VM, and
-// if it ever did the core gets `None` and plans without them.
+/// The VM's generator or pool health, borrowed for one callback. The borrow
+/// cannot fail in a single-threaded VM; if it ever did, the core gets `None`
+/// and plans without it.
+fn borrowed<T>(shared: &Option<Rc<RefCell<T>>>) -> Option<RefMut<'_, T>> {
+    shared.as_ref().and_then(|cell| cell.try_borrow_mut().ok())
+}
+
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(exchange) = self.exchange.as_mut() else {
             return Action::Continue;
         };
-        let mut rng = self.rng.as_ref().and_then(|r| r.try_borrow_mut().ok());
-        let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
+        let mut rng = borrowed(&self.rng);
+        let mut health = borrowed(&self.health);
         let plan = exchange.on_request(
             &mut EnvoyStream,
             rng.as_deref_mut(),
@@ -97,8 +102,8 @@ impl HttpContext for HttpFilter {
         let Some(exchange) = self.exchange.as_mut() else {
             return Action::Continue;
         };
-        let mut rng = self.rng.as_ref().and_then(|r| r.try_borrow_mut().ok());
-        let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
+        let mut rng = borrowed(&self.rng);
+        let mut health = borrowed(&self.health);
         let plan =
             exchange.on_response(&mut EnvoyStream, rng.as_deref_mut(), health.as_deref_mut());
         if let Some(plan) = plan {
@@ -109,7 +114,7 @@ impl HttpContext for HttpFilter {
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         if let Some(exchange) = self.exchange.as_mut() {
-            let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
+            let mut health = borrowed(&self.health);
             if let Some(done) = exchange.on_trailers(&mut EnvoyStream, health.as_deref_mut()) {
                 apply_counts(&done.counts, done.ejected, &self.counters);
             }
@@ -119,7 +124,7 @@ impl HttpContext for HttpFilter {
 
     fn on_log(&mut self) {
         if let Some(exchange) = self.exchange.as_mut() {
-            let mut health = self.health.as_ref().and_then(|h| h.try_borrow_mut().ok());
+            let mut health = borrowed(&self.health);
             if let Some(done) = exchange.on_end(&mut EnvoyStream, health.as_deref_mut()) {
                 apply_counts(&done.counts, done.ejected, &self.counters);
             }
