@@ -1,6 +1,9 @@
 """What the integration tests share: the filter's request counters once they
 have landed, what Envoy says about its Wasm VMs, and checking its log."""
 
+import socket
+import threading
+
 from stickysplit import envoy
 from stickysplit.metrics import total_at_least, until
 
@@ -70,9 +73,6 @@ class Hanging:
     (UF)."""
 
     def __init__(self, at):
-        import socket
-        import threading
-
         self.at = at
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind("\0" + at.lstrip("@"))
@@ -82,8 +82,6 @@ class Hanging:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
-        import threading
-
         while True:
             try:
                 conn, _ = self.listener.accept()
@@ -102,8 +100,6 @@ class Hanging:
             pass
 
     def kill(self):
-        import socket
-
         # shutdown first: a close alone leaves the socket listening while
         # the accept thread is blocked in it
         try:

@@ -2,12 +2,13 @@
 the right pool (or Envoy's own refusal), the VM never fails, and the next
 request is unaffected."""
 
+import copy
 import socket
 
 import pytest
 
-from helpers import assert_vm_healthy, vm_stats
-from stickysplit import envoy
+from helpers import assert_vm_healthy, requests_counted, vm_stats
+from stickysplit import envoy, testbed
 from stickysplit.http import Client, h2c_get
 from stickysplit.testbed import COOKIE
 
@@ -150,11 +151,6 @@ def test_no_pool_no_pin(workdir, base_config):
     under no pool; a direct_response 2xx is taken for a pool's answer (the
     documented exception) unless the filter is disabled on its route; a new
     user answered by a pool gets both."""
-    import copy
-
-    from helpers import requests_counted
-    from stickysplit import testbed
-
     config = copy.deepcopy(base_config)
     disabled = {"sticky-split": {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
                                  "disabled": True}}
