@@ -36,11 +36,7 @@ def vm_stats(gw):
     return {name.rsplit(".", 1)[1]: value for name, value in stats.items()}
 
 
-def backend(workdir, pool, at, status=200):
-    """A sample backend for `pool` at `at` in its own Envoy, so that a test can stop it."""
-    config = {"admin": {"address": envoy.address(0)},
-              "static_resources": {"listeners": [envoy.sample_backend(pool, at, status=status)], "clusters": []}}
-    return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{at.lstrip('@')}", concurrency=1)
+backend = envoy.sample_backend_envoy
 
 
 def failed_until_moved(visit, users, dead="pool2", alive="pool1", attempts=3):

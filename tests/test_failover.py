@@ -10,7 +10,7 @@ import time
 
 from helpers import Hanging, assert_vm_healthy, backend
 from stickysplit import envoy, testbed
-from stickysplit.envoy_gateway.proxy import write_resources
+from stickysplit.envoy_gateway.proxy import listener_from_file, write_resources
 from stickysplit.http import Client
 from stickysplit.live import add_pool_backend
 from stickysplit.metrics import until
@@ -166,14 +166,9 @@ def test_a_push_without_the_dead_pool_keeps_it_ejected_for_draining_connections(
                            for c in res["clusters"]]
         add_pool_backend(config, "pool3")
         testbed.add_pool_route(config, "pool3", "pool3")
-        [state["listener"]] = [l for l in res["listeners"] if l["name"] == "gateway"]
-        res["listeners"].remove(state["listener"])
-        state["listener"]["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener"
+        state["listener"] = listener_from_file(config, lds)
         write_resources(lds, [listener_with([{"name": "pool1", "weight": 50},
                                              {"name": "pool2", "weight": 50, "cluster": "pool2-cluster"}])], 1)
-        config["node"] = {"id": "gateway", "cluster": "gateway"}
-        config["dynamic_resources"] = {"lds_config": {"resource_api_version": "V3", "path_config_source": {
-            "path": str(lds), "watched_directory": {"path": str(lds.parent)}}}}
 
     try:
         with envoy.Envoy(base=base_config, workdir=workdir, edit=edit, concurrency=1) as gw:

@@ -383,3 +383,11 @@ class Envoy:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def sample_backend_envoy(workdir, pool, at, status=200):
+    """A sample backend for `pool` at `at` in an Envoy of its own, so that a
+    test or the stress run can stop it (not started)."""
+    config = {"admin": {"address": address(0)},
+              "static_resources": {"listeners": [sample_backend(pool, at, status=status)], "clusters": []}}
+    return Envoy(config=config, workdir=workdir, name=f"backend-{at.lstrip('@')}", concurrency=1)

@@ -45,6 +45,28 @@ def write_resources(path, resources, version):
     os.replace(tmp, path)
 
 
+def file_source(path):
+    """A config source reading `path`, reloaded when a file is moved into its
+    directory (as `write_resources` does)."""
+    path = Path(path)
+    return {"resource_api_version": "V3", "path_config_source": {
+        "path": str(path), "watched_directory": {"path": str(path.parent)}}}
+
+
+def listener_from_file(config, lds, name="gateway"):
+    """Takes listener `name` out of a bootstrap's static resources and has
+    Envoy read its listeners from the file `lds` instead (write them with
+    `write_resources`): returns the listener, typed for a discovery response.
+    A push of a changed listener then drains the old one's connections."""
+    res = config["static_resources"]
+    [listener] = [l for l in res["listeners"] if l["name"] == name]
+    res["listeners"].remove(listener)
+    listener["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    config["node"] = {"id": name, "cluster": name}
+    config["dynamic_resources"] = {"lds_config": file_source(lds)}
+    return listener
+
+
 class EnvoyGatewayProxy:
     """An Envoy set up as an Envoy Gateway proxy receives the policy: no
     static listener; the Gateway's listeners from `<dir>/lds.json` and their
@@ -91,17 +113,11 @@ class EnvoyGatewayProxy:
         self.bootstrap = {
             "node": {"id": "envoy-gateway-proxy", "cluster": "envoy-gateway-proxy"},
             "admin": {"address": envoy.address(0)},
-            "dynamic_resources": {"lds_config": self._source(self.lds)},
+            "dynamic_resources": {"lds_config": file_source(self.lds)},
             "static_resources": {"listeners": backend_listeners, "clusters": clusters},
         }
         self.envoy = envoy.Envoy(config=self.bootstrap, workdir=self.dir, concurrency=concurrency,
                                  env=host_env, args=DRAIN_ARGS)
-
-    def _source(self, path):
-        """A config source reading `path`, reloaded when a file is moved
-        into its directory."""
-        return {"resource_api_version": "V3", "path_config_source": {
-            "path": str(path), "watched_directory": {"path": str(self.dir)}}}
 
     def push(self, docs):
         """Writes what Envoy Gateway would send for `docs`: the route tables
@@ -112,7 +128,7 @@ class EnvoyGatewayProxy:
         listeners, routes, self.entries = translate(self.docs, self.registry, self.server, self.eg,
                                                     address=envoy.address(0))
         for listener in listeners:
-            listener["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"] = self._source(self.rds)
+            listener["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"] = file_source(self.rds)
         write_resources(self.rds, routes, self.version)
         write_resources(self.lds, listeners, self.version)
         self.version += 1

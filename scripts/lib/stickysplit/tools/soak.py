@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from .. import envoy, testbed
-from ..envoy_gateway.proxy import write_resources
+from ..envoy_gateway.proxy import listener_from_file, write_resources
 from ..http import Client, h2c_get
 from ..testbed import COOKIE, DEBUG_HEADER, ROUTE_HEADER
 
@@ -124,13 +124,6 @@ FAILOVER = {"ejectAfter": 3, "ejectSeconds": 2}
 DYING = ("pool2", "pool3")
 
 
-def _backend(workdir, pool, at):
-    """A sample backend for `pool` in an Envoy of its own, so that it can die."""
-    config = {"admin": {"address": envoy.address(0)},
-              "static_resources": {"listeners": [envoy.sample_backend(pool, at)], "clusters": []}}
-    return envoy.Envoy(config=config, workdir=workdir, name=f"backend-{at.lstrip('@')}", concurrency=1)
-
-
 def _user(i, port, stop, results, lock, pause, rnd):
     """A client on a keep-alive connection (a new one when Envoy closes it):
     a user keeping the affinity cookie it is given, replaced by a new user
@@ -195,15 +188,10 @@ def run_failover(seconds, workdir=None, concurrency=4, users=64, out=sys.stdout,
                             envoy.static_cluster("pool3", at["pool3"])]
         res["listeners"] = [l for l in res["listeners"] if l["name"] not in ("backend-pool2",)]
         testbed.add_pool_route(config, "pool3", "pool3")
-        [state["listener"]] = [l for l in res["listeners"] if l["name"] == "gateway"]
-        res["listeners"].remove(state["listener"])
-        state["listener"]["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener"
+        state["listener"] = listener_from_file(config, lds)
         write_resources(lds, [listener_with(pools_for(None, 1), 1)], 1)
-        config["node"] = {"id": "stress", "cluster": "stress"}
-        config["dynamic_resources"] = {"lds_config": {"resource_api_version": "V3", "path_config_source": {
-            "path": str(lds), "watched_directory": {"path": str(lds.parent)}}}}
 
-    backends = {pool: _backend(workdir, pool, at[pool]).start() for pool in DYING}
+    backends = {pool: envoy.sample_backend_envoy(workdir, pool, at[pool]).start() for pool in DYING}
     deaths, results, lock, stop = [], [], threading.Lock(), threading.Event()
     gw = envoy.Envoy(base=base, workdir=workdir, edit=edit, concurrency=concurrency)
     try:
@@ -229,7 +217,7 @@ def run_failover(seconds, workdir=None, concurrency=4, users=64, out=sys.stdout,
                 backends[dead].stop()
                 revive_at = time.monotonic() + rnd.uniform(2, 4)
             if dead is not None and now >= revive_at:
-                backends[dead] = _backend(workdir, dead, at[dead]).start()
+                backends[dead] = envoy.sample_backend_envoy(workdir, dead, at[dead]).start()
                 dead, next_kill = None, time.monotonic() + rnd.uniform(1, 3)
             time.sleep(0.02)
         stop.set()
